@@ -1,0 +1,122 @@
+// Command sallyport is the Sallyport MCP gateway: one binary that serves
+// the gateway over Streamable HTTP (serve) or stdio (stdio), checks and
+// imports configuration, manages client tokens, and runs the demo backend.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `sallyport: a security-first MCP gateway
+
+Usage:
+  sallyport serve  [-c FILE] [--listen ADDR]   serve MCP over Streamable HTTP (/mcp); without -c, the built-in demo
+  sallyport stdio  -c FILE                     serve one client over stdin/stdout (what Claude Desktop launches)
+  sallyport check  -c FILE                     validate a configuration file
+  sallyport import FILE                        turn a Claude Desktop config (mcpServers) into backends YAML
+  sallyport tokens create -c FILE --principal NAME [--groups a,b]
+  sallyport tokens list   -c FILE
+  sallyport tokens revoke -c FILE ID
+  sallyport demo-server --sandbox DIR          the demo MCP backend, over stdio
+  sallyport version
+`
+
+func main() {
+	os.Exit(Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// errUsage marks errors that should print the usage text.
+var errUsage = errors.New("usage")
+
+// Main runs the command line and returns the process exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = runServe(ctx, rest, stderr)
+	case "stdio":
+		err = runStdio(ctx, rest, stdin, stdout, stderr)
+	case "check":
+		err = runCheck(rest, stdout)
+	case "import":
+		err = runImport(rest, stdout)
+	case "tokens":
+		err = runTokens(rest, stdout)
+	case "demo-server":
+		err = runDemo(ctx, rest, stdin, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "sallyport", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "sallyport:", strings.TrimPrefix(err.Error(), "usage: "))
+		}
+		fmt.Fprint(stderr, usage)
+		return 2
+	default:
+		fmt.Fprintln(stderr, "sallyport:", err)
+		return 1
+	}
+}
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+// newLogger builds the process logger from the config: text or JSON, to
+// stderr or a file. It never writes to stdout.
+func newLogger(level, format, file string, stderr io.Writer) (*slog.Logger, io.Closer, error) {
+	var w io.Writer = stderr
+	var closer io.Closer = io.NopCloser(nil)
+	if file != "" {
+		f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open log file: %w", err)
+		}
+		w, closer = f, f
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if format == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(h), closer, nil
+}

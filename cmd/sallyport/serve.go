@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/sallyport/sallyport/gateway"
+	"github.com/sallyport/sallyport/gateway/auth"
+	"github.com/sallyport/sallyport/gateway/config"
+	"github.com/sallyport/sallyport/gateway/frontend"
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
+	"github.com/sallyport/sallyport/gateway/proxy"
+)
+
+// loadConfig loads the file, or without one the built-in demo config.
+func loadConfig(path string) (*config.Config, error) {
+	if path != "" {
+		return config.Load(path)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locate own executable: %w", err)
+	}
+	sandbox, err := filepath.Abs(filepath.Join("examples", "demo-sandbox"))
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(sandbox); err != nil || !fi.IsDir() {
+		if sandbox, err = os.MkdirTemp("", "sallyport-demo-sandbox-"); err != nil {
+			return nil, fmt.Errorf("create demo sandbox: %w", err)
+		}
+		os.WriteFile(filepath.Join(sandbox, "README.md"), []byte("# Demo sandbox\n\nFiles the demo backend's read_file tool may read.\n"), 0o644)
+	}
+	return config.Demo(exe, sandbox), nil
+}
+
+// stages is the pipeline. This is where audit, policy, DLP, approvals and
+// credential injection plug in.
+func stages(log *slog.Logger) []gateway.Stage {
+	return []gateway.Stage{gateway.LogStage{Logger: log}}
+}
+
+// signalContext is cancelled by the first SIGINT or SIGTERM; a second one
+// exits at once.
+func signalContext(ctx context.Context, log *slog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case sig := <-ch:
+			log.Info("shutting down", slog.String("signal", sig.String()))
+			cancel()
+		case <-ctx.Done():
+			signal.Stop(ch)
+			return
+		}
+		<-ch
+		log.Warn("second signal: exiting now")
+		os.Exit(1)
+	}()
+	return ctx, cancel
+}
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("serve")
+	cfgPath := fs.String("c", "", "config file (default: the built-in demo)")
+	listen := fs.String("listen", "", "listen address, overriding the config's")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+	}
+	log, closer, err := newLogger(cfg.Log.Level, cfg.Log.Format, cfg.Log.File, stderr)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	tokens, err := auth.Open(cfg.Auth.TokensFile)
+	if err != nil {
+		return err
+	}
+	for _, w := range tokens.Warnings() {
+		log.Warn(w)
+	}
+
+	g := proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log), Version: version})
+	front := frontend.NewHTTP(frontend.HTTPOptions{Gateway: g, Config: cfg, Tokens: tokens, Logger: log})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           front.Handler(),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.D(),
+		IdleTimeout:       cfg.HTTP.IdleTimeout.D(),
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	fmt.Fprintf(stderr, "sallyport: MCP endpoint http://%s/mcp\n", ln.Addr())
+	if cfg.Auth.Anonymous {
+		fmt.Fprintf(stderr, "sallyport: anonymous access is enabled (loopback only)\n")
+	} else {
+		fmt.Fprintf(stderr, "sallyport: clients need a bearer token: sallyport tokens create -c %s --principal NAME\n", displayPath(cfg.Path))
+	}
+	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.Int("backends", len(cfg.Backends)), slog.String("version", version))
+
+	ctx, cancel := signalContext(ctx, log)
+	defer cancel()
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	// Sessions first (that ends their streams), then the listener, then
+	// the shared backends.
+	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer scancel()
+	front.Close(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	g.Shutdown(sctx)
+	log.Info("stopped")
+	return nil
+}
+
+func displayPath(p string) string {
+	if p == "" {
+		return "FILE"
+	}
+	return p
+}
+
+func runStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("stdio")
+	cfgPath := fs.String("c", "", "config file (default: the built-in demo)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log, closer, err := newLogger(cfg.Log.Level, cfg.Log.Format, cfg.Log.File, stderr)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	g := proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log), Version: version})
+	ctx, cancel := signalContext(ctx, log)
+	defer cancel()
+	p := gateway.Principal{ID: cfg.Stdio.Principal, Groups: cfg.Stdio.Groups, TokenID: "stdio"}
+	lim := jsonrpc.Limits{MaxBytes: cfg.Limits.MaxMessageBytes.Int(), MaxDepth: cfg.Limits.MaxDepth}
+	err = frontend.ServeStdio(ctx, g, p, stdin, stdout, lim, log)
+	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer scancel()
+	g.Shutdown(sctx)
+	return err
+}

@@ -1,0 +1,150 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sync"
+
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
+)
+
+// maxListPages bounds how many pages of one list the gateway follows.
+const maxListPages = 100
+
+// validName is what the gateway accepts as a backend tool or prompt name
+// (the MCP tool-name rules: 1-128 of [A-Za-z0-9_.-]).
+var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// Entry is one tool or prompt as the backend defines it.
+type Entry struct {
+	Name string
+	// Raw is the backend's definition, byte for byte.
+	Raw json.RawMessage
+}
+
+// catalog caches one of a leg's lists (tools or prompts). A list_changed
+// notification or a restart invalidates it.
+type catalog struct {
+	mu      sync.Mutex
+	epoch   int // bumped on invalidation, so a fetch that raced one is not kept
+	valid   bool
+	entries []Entry
+	byName  map[string]int
+}
+
+func (c *catalog) invalidate() {
+	c.mu.Lock()
+	c.epoch++
+	c.valid = false
+	c.entries, c.byName = nil, nil
+	c.mu.Unlock()
+}
+
+// listKinds maps a catalog kind to its list method and result member.
+var listKinds = map[string][2]string{
+	"tools":     {"tools/list", "tools"},
+	"prompts":   {"prompts/list", "prompts"},
+	"resources": {"resources/list", "resources"},
+}
+
+func (l *Leg) catalog(kind string) *catalog {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.catalogs[kind]
+	if c == nil {
+		c = &catalog{}
+		l.catalogs[kind] = c
+	}
+	return c
+}
+
+func (l *Leg) invalidate(kind string) { l.catalog(kind).invalidate() }
+
+// List returns the backend's tools or prompts ("tools", "prompts"),
+// following every page, from cache when it is still valid. Entries whose
+// name is missing or not a valid MCP name are left out and logged.
+func (l *Leg) List(ctx context.Context, kind string) ([]Entry, error) {
+	c := l.catalog(kind)
+	c.mu.Lock()
+	if c.valid {
+		e := c.entries
+		c.mu.Unlock()
+		return e, nil
+	}
+	epoch := c.epoch
+	c.mu.Unlock()
+
+	k, ok := listKinds[kind]
+	if !ok {
+		return nil, fmt.Errorf("unknown list %q", kind)
+	}
+	var entries []Entry
+	byName := map[string]int{}
+	var cursor json.RawMessage
+	for page := 0; ; page++ {
+		if page == maxListPages {
+			return nil, fmt.Errorf("%s: more than %d pages", k[0], maxListPages)
+		}
+		var params json.RawMessage
+		if cursor != nil {
+			params = jsonrpc.SetMember(nil, "cursor", cursor)
+		}
+		resp, err := l.Call(ctx, k[0], params, nil)
+		if err != nil {
+			return nil, err
+		}
+		if resp.Error != nil {
+			return nil, fmt.Errorf("%s: backend answered error %d: %s", k[0], resp.Error.Code, resp.Error.Message)
+		}
+		arr, _ := jsonrpc.Member(resp.Result, k[1])
+		err = jsonrpc.EachElement(arr, func(_ int, v json.RawMessage) bool {
+			rawName, _ := jsonrpc.Member(v, "name")
+			name, ok := jsonrpc.Unquote(rawName)
+			if !ok || !validName.MatchString(name) {
+				l.log.Warn("backend list entry with an invalid name left out", "list", kind, "name", string(rawName))
+				return true
+			}
+			if _, dup := byName[name]; dup {
+				l.log.Warn("backend list entry with a duplicate name left out", "list", kind, "name", name)
+				return true
+			}
+			byName[name] = len(entries)
+			entries = append(entries, Entry{Name: name, Raw: v})
+			return true
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: malformed result: %w", k[0], err)
+		}
+		next, ok := jsonrpc.Member(resp.Result, "nextCursor")
+		if !ok || string(next) == "null" {
+			break
+		}
+		if _, isStr := jsonrpc.Unquote(next); !isStr {
+			return nil, fmt.Errorf("%s: nextCursor is not a string", k[0])
+		}
+		cursor = next
+	}
+	c.mu.Lock()
+	if c.epoch == epoch {
+		c.valid, c.entries, c.byName = true, entries, byName
+	}
+	c.mu.Unlock()
+	return entries, nil
+}
+
+// Lookup returns the definition of one tool or prompt by its backend name,
+// listing the backend first if the catalog is not cached.
+func (l *Leg) Lookup(ctx context.Context, kind, name string) (Entry, bool, error) {
+	entries, err := l.List(ctx, kind)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	for _, e := range entries {
+		if e.Name == name {
+			return e, true, nil
+		}
+	}
+	return Entry{}, false, nil
+}

@@ -1,0 +1,163 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
+)
+
+// Direction says which way a message travels through the gateway.
+type Direction uint8
+
+const (
+	// ClientToBackend is a message from a client toward a backend (or toward
+	// the gateway itself, for methods the gateway answers).
+	ClientToBackend Direction = iota + 1
+	// BackendToClient is a message from a backend (or the gateway) toward a client.
+	BackendToClient
+)
+
+func (d Direction) String() string {
+	switch d {
+	case ClientToBackend:
+		return "client_to_backend"
+	case BackendToClient:
+		return "backend_to_client"
+	}
+	return "unknown"
+}
+
+// Kind classifies a message within its direction.
+type Kind uint8
+
+const (
+	// KindRequest is a request from the client.
+	KindRequest Kind = iota + 1
+	// KindResult is a response (result or error) to a request.
+	KindResult
+	// KindNotification is a notification, either way.
+	KindNotification
+	// KindServerRequest is a request a backend sends to the client
+	// (sampling, elicitation, roots/list).
+	KindServerRequest
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindRequest:
+		return "request"
+	case KindResult:
+		return "result"
+	case KindNotification:
+		return "notification"
+	case KindServerRequest:
+		return "server_request"
+	}
+	return "unknown"
+}
+
+// SessionInfo describes the client session an exchange belongs to. It is
+// set when the session is initialized and not changed afterwards.
+type SessionInfo struct {
+	// ID is the gateway's session id (never a backend's).
+	ID string
+	// Transport is the client transport: "stdio", "http" or "sse".
+	Transport string
+	// ProtocolVersion is the MCP version negotiated with the client.
+	ProtocolVersion string
+	// ClientName and ClientVersion are the client's self-reported
+	// clientInfo; they are informational and never used to authorize.
+	ClientName    string
+	ClientVersion string
+}
+
+// Exchange carries one MCP message through the pipeline, with everything a
+// stage needs to judge it. The Message is exactly what will be delivered if
+// every stage passes it: the body is the truth.
+type Exchange struct {
+	Direction Direction
+	Kind      Kind
+	// Method is the JSON-RPC method; for results, the method of the request
+	// they answer.
+	Method    string
+	Principal *Principal
+	Session   *SessionInfo
+	// Backend is the backend id the message goes to or comes from; empty
+	// for messages the gateway answers itself (initialize, ping, lists).
+	Backend string
+	// Target is the tool or prompt name as the backend knows it (without
+	// the namespace prefix), or a resource URI.
+	Target string
+	// Arguments are the tool or prompt arguments, raw JSON, when present.
+	Arguments json.RawMessage
+	// Definition is the backend's definition of the target tool or prompt,
+	// raw JSON, when known.
+	Definition json.RawMessage
+	// Message is the message as it will be delivered. Stages that change it
+	// (redaction) replace it.
+	Message *jsonrpc.Message
+	// Request is, for results, the exchange of the request they answer.
+	Request *Exchange
+	// Time is when the message entered the gateway.
+	Time time.Time
+
+	deliver func(ctx context.Context, x *Exchange) error
+}
+
+// NewExchange returns an exchange whose final step, after every stage has
+// passed it, is deliver.
+func NewExchange(deliver func(ctx context.Context, x *Exchange) error) *Exchange {
+	return &Exchange{deliver: deliver, Time: time.Now()}
+}
+
+// Deliver performs the exchange's final step. Stages never call it; the
+// compiled chain does, after the last stage.
+func (x *Exchange) Deliver(ctx context.Context) error {
+	if x.deliver == nil {
+		return Errorf(CodeInternal, "exchange has no delivery")
+	}
+	return x.deliver(ctx, x)
+}
+
+// Handler handles an exchange.
+type Handler interface {
+	Handle(ctx context.Context, x *Exchange) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, x *Exchange) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, x *Exchange) error { return f(ctx, x) }
+
+// Stage is one step of the pipeline: DLP, policy, approval, audit,
+// credential injection. Handle inspects (and may replace) x.Message, then
+// either calls next to pass the exchange on, or returns an error to refuse
+// it. A stage must not call next more than once. An error refuses the
+// message: the gateway answers a refused request with a JSON-RPC error
+// derived from it (see RPCError) and drops a refused notification. A stage
+// that fails for any reason must refuse: the pipeline fails closed.
+type Stage interface {
+	Handle(ctx context.Context, x *Exchange, next Handler) error
+}
+
+// Chain compiles stages into one Handler, once, at start-up. The first
+// stage sees the exchange first; after the last one the exchange is
+// delivered.
+func Chain(stages ...Stage) Handler {
+	var h Handler = HandlerFunc(func(ctx context.Context, x *Exchange) error { return x.Deliver(ctx) })
+	for _, s := range slices.Backward(stages) {
+		h = link{stage: s, next: h}
+	}
+	return h
+}
+
+type link struct {
+	stage Stage
+	next  Handler
+}
+
+func (l link) Handle(ctx context.Context, x *Exchange) error { return l.stage.Handle(ctx, x, l.next) }

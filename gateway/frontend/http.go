@@ -1,0 +1,671 @@
+package frontend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/sallyport/sallyport/gateway"
+	"github.com/sallyport/sallyport/gateway/config"
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
+	"github.com/sallyport/sallyport/gateway/proxy"
+	"github.com/sallyport/sallyport/gateway/wire"
+)
+
+const (
+	// shutdownGrace bounds how long closing a session may take.
+	shutdownGrace = 15 * time.Second
+	// keepAlive is the interval of SSE comment keep-alives.
+	keepAlive = 25 * time.Second
+	// backlogSize bounds the messages kept for a session with no GET
+	// stream open; the oldest are dropped first.
+	backlogSize = 256
+	// streamBuffer bounds the messages queued for one open stream.
+	streamBuffer = 256
+	// bodyReadTimeout bounds reading one POST body.
+	bodyReadTimeout = 30 * time.Second
+)
+
+// Authenticator resolves a bearer token to a principal.
+type Authenticator interface {
+	Authenticate(token string) (gateway.Principal, bool)
+}
+
+// HTTPOptions configure the Streamable HTTP frontend.
+type HTTPOptions struct {
+	Gateway *proxy.Gateway
+	Config  *config.Config
+	Tokens  Authenticator
+	Logger  *slog.Logger
+}
+
+// HTTP is the Streamable HTTP frontend: POST, GET and DELETE on /mcp,
+// sessions bound to the authenticated principal, and the Origin, Host,
+// Content-Type and size checks that keep browsers and rebinding attacks
+// out.
+type HTTP struct {
+	g        *proxy.Gateway
+	cfg      *config.Config
+	tokens   Authenticator
+	log      *slog.Logger
+	lim      jsonrpc.Limits
+	maxBody  int64
+	hosts    hostAllowList
+	origins  map[string]bool
+	idle     time.Duration
+	anon     *gateway.Principal
+	stopJan  chan struct{}
+	stopOnce sync.Once
+
+	mu       sync.Mutex
+	sessions map[string]*httpSession
+	closing  bool
+}
+
+// NewHTTP returns the frontend; Handler serves it.
+func NewHTTP(opts HTTPOptions) *HTTP {
+	cfg := opts.Config
+	h := &HTTP{
+		g:        opts.Gateway,
+		cfg:      cfg,
+		tokens:   opts.Tokens,
+		log:      opts.Logger,
+		lim:      jsonrpc.Limits{MaxBytes: cfg.Limits.MaxMessageBytes.Int(), MaxDepth: cfg.Limits.MaxDepth},
+		maxBody:  int64(cfg.HTTP.MaxBodyBytes),
+		hosts:    newHostAllowList(cfg.HostAllowList()),
+		origins:  map[string]bool{},
+		idle:     cfg.HTTP.SessionIdleTimeout.D(),
+		stopJan:  make(chan struct{}),
+		sessions: map[string]*httpSession{},
+	}
+	for _, o := range cfg.HTTP.AllowedOrigins {
+		h.origins[strings.ToLower(o)] = true
+	}
+	if cfg.Auth.Anonymous && cfg.IsLoopbackListen() {
+		h.anon = &gateway.Principal{ID: cfg.Auth.AnonymousPrincipal, Anonymous: true}
+	}
+	go h.janitor()
+	return h
+}
+
+// Handler returns the HTTP handler: /mcp, /healthz and /readyz.
+func (h *HTTP) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	r.Get("/readyz", h.readyz)
+	r.Group(func(r chi.Router) {
+		r.Use(h.checkHostOrigin, h.authenticate)
+		r.Post("/mcp", h.post)
+		r.Get("/mcp", h.get)
+		r.Delete("/mcp", h.delete)
+		r.MethodFunc(http.MethodOptions, "/mcp", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Allow", "GET, POST, DELETE")
+			w.WriteHeader(http.StatusNoContent)
+		})
+	})
+	return r
+}
+
+func (h *HTTP) readyz(w http.ResponseWriter, _ *http.Request) {
+	h.mu.Lock()
+	closing := h.closing
+	h.mu.Unlock()
+	body := struct {
+		Ready    bool                  `json:"ready"`
+		Sessions int                   `json:"sessions"`
+		Backends []proxy.BackendStatus `json:"backends"`
+	}{!closing, h.g.Sessions(), h.g.Status()}
+	w.Header().Set("Content-Type", "application/json")
+	if closing {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(body)
+}
+
+// httpError answers with a status and a JSON-RPC error body (id null).
+func httpError(w http.ResponseWriter, status, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(jsonrpc.NewError(nil, code, msg, nil).Encode())
+}
+
+// hostAllowList matches Host headers: entries with a port match exactly,
+// entries without one match the host name on any port.
+type hostAllowList struct {
+	exact map[string]bool
+	names map[string]bool
+}
+
+func newHostAllowList(entries []string) hostAllowList {
+	l := hostAllowList{exact: map[string]bool{}, names: map[string]bool{}}
+	for _, e := range entries {
+		e = strings.ToLower(e)
+		if _, _, err := net.SplitHostPort(e); err == nil {
+			l.exact[e] = true
+		} else {
+			l.names[strings.Trim(e, "[]")] = true
+		}
+	}
+	return l
+}
+
+func (l hostAllowList) allows(host string) bool {
+	host = strings.ToLower(host)
+	if l.exact[host] {
+		return true
+	}
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	return l.names[strings.Trim(name, "[]")]
+}
+
+// checkHostOrigin refuses requests whose Host is not allow-listed (DNS
+// rebinding) and requests from browser origins that are not allow-listed.
+func (h *HTTP) checkHostOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !h.hosts.allows(r.Host) {
+			httpError(w, http.StatusForbidden, jsonrpc.CodeInvalidRequest, "host not allowed")
+			return
+		}
+		if origin := r.Header.Get("Origin"); origin != "" {
+			o := strings.ToLower(origin)
+			if !h.origins[o] && o != "http://"+strings.ToLower(r.Host) && o != "https://"+strings.ToLower(r.Host) {
+				httpError(w, http.StatusForbidden, jsonrpc.CodeInvalidRequest, "origin not allowed")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type principalKey struct{}
+
+// authenticate resolves the bearer token to a principal, or the anonymous
+// principal when the configuration allows it on loopback.
+func (h *HTTP) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p gateway.Principal
+		authz := r.Header.Get("Authorization")
+		switch {
+		case authz != "":
+			scheme, token, ok := strings.Cut(authz, " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") || h.tokens == nil {
+				h.unauthorized(w, "invalid authorization header")
+				return
+			}
+			var found bool
+			if p, found = h.tokens.Authenticate(strings.TrimSpace(token)); !found {
+				h.unauthorized(w, "invalid token")
+				return
+			}
+		case h.anon != nil:
+			p = *h.anon
+		default:
+			h.unauthorized(w, "authentication required")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+func (h *HTTP) unauthorized(w http.ResponseWriter, msg string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="sallyport"`)
+	httpError(w, http.StatusUnauthorized, jsonrpc.CodeInvalidRequest, msg)
+}
+
+func principalOf(r *http.Request) gateway.Principal {
+	p, _ := r.Context().Value(principalKey{}).(gateway.Principal)
+	return p
+}
+
+// accepts reports whether the Accept header admits the media type.
+func accepts(r *http.Request, mediaType string) bool {
+	accept := r.Header.Values("Accept")
+	if len(accept) == 0 {
+		return true
+	}
+	major, _, _ := strings.Cut(mediaType, "/")
+	for _, v := range accept {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			if mt == mediaType || mt == "*/*" || mt == major+"/*" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// lookup returns the session named by Mcp-Session-Id if it exists and is
+// bound to the caller's principal; otherwise it answers and returns nil.
+// A session of another principal is answered exactly like an unknown one.
+func (h *HTTP) lookup(w http.ResponseWriter, r *http.Request) *httpSession {
+	id := r.Header.Get("Mcp-Session-Id")
+	if id == "" {
+		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "Mcp-Session-Id header required")
+		return nil
+	}
+	h.mu.Lock()
+	hs := h.sessions[id]
+	h.mu.Unlock()
+	if hs == nil || !hs.s.Principal().Equal(principalOf(r)) {
+		httpError(w, http.StatusNotFound, jsonrpc.CodeInvalidRequest, "session not found")
+		return nil
+	}
+	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" {
+		if !slices.Contains(proxy.ClientVersions, v) {
+			httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "unsupported MCP-Protocol-Version "+quoteHeader(v))
+			return nil
+		}
+		if nv := hs.s.ProtocolVersion(); nv != "" && nv != v {
+			httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "MCP-Protocol-Version "+v+" does not match the session's "+nv)
+			return nil
+		}
+	}
+	hs.touch()
+	return hs
+}
+
+func quoteHeader(v string) string {
+	if len(v) > 40 {
+		v = v[:40]
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// post handles one JSON-RPC message POSTed by the client.
+func (h *HTTP) post(w http.ResponseWriter, r *http.Request) {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || ct != "application/json" {
+		httpError(w, http.StatusUnsupportedMediaType, jsonrpc.CodeInvalidRequest, "Content-Type must be application/json")
+		return
+	}
+	if !accepts(r, "application/json") && !accepts(r, "text/event-stream") {
+		httpError(w, http.StatusNotAcceptable, jsonrpc.CodeInvalidRequest, "Accept must include application/json and text/event-stream")
+		return
+	}
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	rc.SetReadDeadline(time.Time{})
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			httpError(w, http.StatusRequestEntityTooLarge, jsonrpc.CodeInvalidRequest, "request body larger than the limit")
+			return
+		}
+		httpError(w, http.StatusBadRequest, jsonrpc.CodeParseError, "reading request body failed")
+		return
+	}
+	if jsonrpc.IsBatch(body) {
+		version := ""
+		if id := r.Header.Get("Mcp-Session-Id"); id != "" {
+			h.mu.Lock()
+			if hs := h.sessions[id]; hs != nil && hs.s.Principal().Equal(principalOf(r)) {
+				version = hs.s.ProtocolVersion()
+			}
+			h.mu.Unlock()
+		}
+		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, batchRefusal(version))
+		return
+	}
+	msg, err := jsonrpc.Decode(body, h.lim)
+	if err != nil {
+		var de *jsonrpc.DecodeError
+		errors.As(err, &de)
+		e := de.RPCError()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write(jsonrpc.NewError(de.ID, e.Code, e.Message, e.Data).Encode())
+		return
+	}
+
+	var hs *httpSession
+	if msg.IsRequest() && msg.Method == "initialize" {
+		// A new session; any Mcp-Session-Id the client sent is ignored, so
+		// a session id can never be fixed by the client.
+		if hs, err = h.newSession(principalOf(r)); err != nil {
+			httpError(w, http.StatusServiceUnavailable, jsonrpc.CodeInvalidRequest, err.Error())
+			return
+		}
+		w.Header().Set("Mcp-Session-Id", hs.s.ID())
+	} else if hs = h.lookup(w, r); hs == nil {
+		return
+	}
+
+	if !msg.IsRequest() {
+		hs.s.HandleMessage(msg)
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	h.serveRequest(w, r, hs, msg)
+}
+
+// serveRequest hands a request to the session and writes what comes back
+// for it: the answer alone as JSON, or, when related messages come first
+// and the client accepts it, an SSE stream that ends with the answer.
+func (h *HTTP) serveRequest(w http.ResponseWriter, r *http.Request, hs *httpSession, msg *jsonrpc.Message) {
+	key := jsonrpc.IDKey(msg.ID)
+	ps := &postStream{ch: make(chan *jsonrpc.Message, streamBuffer), done: make(chan struct{})}
+	if !hs.addPost(key, ps) {
+		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "request id is already in use by a request in flight")
+		return
+	}
+	defer hs.removePost(key, ps)
+	sseOK := accepts(r, "text/event-stream")
+	initialize := msg.Method == "initialize"
+	hs.s.HandleMessage(msg)
+
+	var sse *wire.SSEWriter
+	for {
+		select {
+		case m := <-ps.ch:
+			if m.IsResponse() && jsonrpc.IDKey(m.ID) == key {
+				if initialize && m.Error != nil {
+					h.dropSession(hs)
+				}
+				if sse != nil {
+					sse.Write(wire.Event{Event: "message", Data: m.Encode()})
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusOK)
+				w.Write(m.Encode())
+				return
+			}
+			if sse == nil {
+				if !sseOK {
+					hs.toStream(m)
+					continue
+				}
+				sse = wire.NewSSEWriter(w)
+			}
+			if err := sse.Write(wire.Event{Event: "message", Data: m.Encode()}); err != nil {
+				return
+			}
+		case <-r.Context().Done():
+			// A dropped connection is not a cancellation (Streamable HTTP,
+			// legacy era): the request goes on, its answer is dropped.
+			return
+		case <-hs.s.Done():
+			return
+		}
+	}
+}
+
+// get opens the session's stream for messages not tied to a request.
+func (h *HTTP) get(w http.ResponseWriter, r *http.Request) {
+	if !accepts(r, "text/event-stream") || r.Header.Get("Accept") == "" {
+		httpError(w, http.StatusNotAcceptable, jsonrpc.CodeInvalidRequest, "Accept must include text/event-stream")
+		return
+	}
+	hs := h.lookup(w, r)
+	if hs == nil {
+		return
+	}
+	gs, backlog := hs.openGet()
+	if gs == nil {
+		httpError(w, http.StatusConflict, jsonrpc.CodeInvalidRequest, "a GET stream is already open for this session")
+		return
+	}
+	defer hs.closeGet(gs)
+	sse := wire.NewSSEWriter(w)
+	for _, m := range backlog {
+		if sse.Write(wire.Event{Event: "message", Data: m.Encode()}) != nil {
+			return
+		}
+	}
+	tick := time.NewTicker(keepAlive)
+	defer tick.Stop()
+	for {
+		select {
+		case m := <-gs.ch:
+			if sse.Write(wire.Event{Event: "message", Data: m.Encode()}) != nil {
+				return
+			}
+		case <-tick.C:
+			if sse.Comment("keep-alive") != nil {
+				return
+			}
+		case <-r.Context().Done():
+			return
+		case <-hs.s.Done():
+			return
+		}
+	}
+}
+
+// delete ends the session and stops its backends.
+func (h *HTTP) delete(w http.ResponseWriter, r *http.Request) {
+	hs := h.lookup(w, r)
+	if hs == nil {
+		return
+	}
+	h.dropSession(hs)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *HTTP) newSession(p gateway.Principal) (*httpSession, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return nil, errors.New("gateway is shutting down")
+	}
+	if len(h.sessions) >= h.cfg.HTTP.MaxSessions {
+		return nil, errors.New("too many sessions")
+	}
+	hs := &httpSession{posts: map[string]*postStream{}, lastActive: time.Now()}
+	s, err := h.g.NewSession(proxy.NewSessionID(), "http", p, hs)
+	if err != nil {
+		return nil, err
+	}
+	hs.s = s
+	h.sessions[s.ID()] = hs
+	return hs, nil
+}
+
+// dropSession forgets the session at once and closes it in the
+// background (its backends may take their shutdown grace to stop).
+func (h *HTTP) dropSession(hs *httpSession) {
+	h.mu.Lock()
+	if h.sessions[hs.s.ID()] != hs {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.sessions, hs.s.ID())
+	h.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		hs.s.Close(ctx)
+	}()
+}
+
+// janitor closes sessions idle for longer than the idle timeout.
+func (h *HTTP) janitor() {
+	every := min(max(h.idle/4, 250*time.Millisecond), 30*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stopJan:
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		var idle []*httpSession
+		for _, hs := range h.sessions {
+			if hs.idleFor() > h.idle {
+				idle = append(idle, hs)
+			}
+		}
+		h.mu.Unlock()
+		for _, hs := range idle {
+			h.log.Info("closing idle session", slog.String("session", hs.s.ID()))
+			h.dropSession(hs)
+		}
+	}
+}
+
+// Close closes every session and stops their backends.
+func (h *HTTP) Close(ctx context.Context) {
+	h.stopOnce.Do(func() { close(h.stopJan) })
+	h.mu.Lock()
+	h.closing = true
+	all := make([]*httpSession, 0, len(h.sessions))
+	for id, hs := range h.sessions {
+		all = append(all, hs)
+		delete(h.sessions, id)
+	}
+	h.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, hs := range all {
+		wg.Go(func() { hs.s.Close(ctx) })
+	}
+	wg.Wait()
+}
+
+// httpSession is the HTTP side of a proxy session: where its messages go.
+type httpSession struct {
+	s *proxy.Session
+
+	mu         sync.Mutex
+	posts      map[string]*postStream
+	get        *postStream
+	backlog    []*jsonrpc.Message
+	lastActive time.Time
+}
+
+type postStream struct {
+	ch   chan *jsonrpc.Message
+	done chan struct{}
+}
+
+func (hs *httpSession) touch() {
+	hs.mu.Lock()
+	hs.lastActive = time.Now()
+	hs.mu.Unlock()
+}
+
+// idleFor is how long the session has had no request, no open stream and
+// nothing in flight.
+func (hs *httpSession) idleFor() time.Duration {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if len(hs.posts) > 0 || hs.get != nil || hs.s.Busy() {
+		return 0
+	}
+	return time.Since(hs.lastActive)
+}
+
+func (hs *httpSession) addPost(key string, ps *postStream) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.posts[key] != nil {
+		return false
+	}
+	hs.posts[key] = ps
+	return true
+}
+
+func (hs *httpSession) removePost(key string, ps *postStream) {
+	hs.mu.Lock()
+	if hs.posts[key] == ps {
+		delete(hs.posts, key)
+	}
+	hs.lastActive = time.Now()
+	hs.mu.Unlock()
+	close(ps.done)
+}
+
+func (hs *httpSession) openGet() (*postStream, []*jsonrpc.Message) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.get != nil {
+		return nil, nil
+	}
+	hs.get = &postStream{ch: make(chan *jsonrpc.Message, streamBuffer), done: make(chan struct{})}
+	backlog := hs.backlog
+	hs.backlog = nil
+	return hs.get, backlog
+}
+
+func (hs *httpSession) closeGet(gs *postStream) {
+	hs.mu.Lock()
+	if hs.get == gs {
+		hs.get = nil
+	}
+	hs.lastActive = time.Now()
+	hs.mu.Unlock()
+	close(gs.done)
+}
+
+// toStream queues a message for the GET stream, or the backlog when none
+// is open. Under back-pressure the oldest messages are dropped.
+func (hs *httpSession) toStream(m *jsonrpc.Message) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.get != nil {
+		select {
+		case hs.get.ch <- m:
+		default:
+		}
+		return
+	}
+	if len(hs.backlog) >= backlogSize {
+		hs.backlog = hs.backlog[1:]
+	}
+	hs.backlog = append(hs.backlog, m)
+}
+
+// Send implements proxy.Sink. An answer goes to the POST waiting for it
+// (never dropped while that POST is open); a related message goes to its
+// request's POST stream; anything else to the GET stream.
+func (hs *httpSession) Send(m *jsonrpc.Message, related json.RawMessage) {
+	var target *postStream
+	if related != nil {
+		hs.mu.Lock()
+		target = hs.posts[jsonrpc.IDKey(related)]
+		hs.mu.Unlock()
+	}
+	if target == nil {
+		if m.IsResponse() {
+			return // its POST is gone: nobody to answer
+		}
+		hs.toStream(m)
+		return
+	}
+	if m.IsResponse() {
+		select {
+		case target.ch <- m:
+		case <-target.done:
+		}
+		return
+	}
+	select {
+	case target.ch <- m:
+	default: // a slow client loses notifications, never answers
+	}
+}
+
+var _ proxy.Sink = (*httpSession)(nil)

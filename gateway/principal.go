@@ -1,0 +1,33 @@
+package gateway
+
+import (
+	"log/slog"
+	"slices"
+)
+
+// Principal is the authenticated identity a client session acts for.
+type Principal struct {
+	// ID names the principal, e.g. "alice".
+	ID string
+	// Groups are the groups the principal belongs to, e.g. ["dev","ops"].
+	Groups []string
+	// TokenID identifies the credential used (never the credential itself).
+	TokenID string
+	// Anonymous is true when no credential was presented and the
+	// configuration allows anonymous access.
+	Anonymous bool
+}
+
+// InGroup reports whether the principal belongs to group g.
+func (p Principal) InGroup(g string) bool { return slices.Contains(p.Groups, g) }
+
+// Equal reports whether p and q name the same principal with the same
+// credential; a session bound to p may only be used by q when Equal holds.
+func (p Principal) Equal(q Principal) bool {
+	return p.ID == q.ID && p.TokenID == q.TokenID && p.Anonymous == q.Anonymous
+}
+
+// LogValue implements slog.LogValuer.
+func (p Principal) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", p.ID), slog.String("token_id", p.TokenID))
+}

@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/sallyport/sallyport/gateway"
+	"github.com/sallyport/sallyport/gateway/backend"
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
+)
+
+// aggregate answers tools/list or prompts/list with every backend's list,
+// names namespaced, definitions otherwise byte for byte as the backend
+// sent them. A backend that is down is left out and named in the result's
+// _meta; it does not fail the list.
+func (s *Session) aggregate(kind string) routeFunc {
+	return func(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error) {
+		if cur, ok := jsonrpc.Member(x.Message.Params, "cursor"); ok && string(cur) != "null" {
+			// The gateway returns whole lists and never issues a cursor.
+			return nil, gateway.Errorf(gateway.CodeInvalidParams, "invalid cursor")
+		}
+		ctx, cancel := context.WithTimeout(ctx, s.g.requestTimeout())
+		defer cancel()
+		ids := s.visibleBackends()
+		lists := make([][]backend.Entry, len(ids))
+		errs := make([]error, len(ids))
+		var wg sync.WaitGroup
+		for i, id := range ids {
+			wg.Go(func() { lists[i], errs[i] = s.leg(id).List(ctx, kind) })
+		}
+		wg.Wait()
+
+		var b bytes.Buffer
+		b.WriteString(`{"` + kind + `":[`)
+		first := true
+		for i, id := range ids {
+			for _, e := range lists[i] {
+				if !first {
+					b.WriteByte(',')
+				}
+				first = false
+				b.Write(jsonrpc.SetMember(e.Raw, "name", jsonrpc.Quote(id+Separator+e.Name)))
+			}
+		}
+		b.WriteByte(']')
+		var down []string
+		for i, err := range errs {
+			if err != nil {
+				s.log.Warn("backend left out of "+kind+"/list", slog.String("backend", ids[i]), slog.String("err", err.Error()))
+				down = append(down, `{"backend":`+string(jsonrpc.Quote(ids[i]))+`,"error":`+string(jsonrpc.Quote(gateway.RPCError(err).Message))+`}`)
+			}
+		}
+		if len(down) > 0 {
+			b.WriteString(`,"_meta":{"io.sallyport/unavailable":[` + joinRaw(down) + `]}`)
+		}
+		b.WriteByte('}')
+		return &jsonrpc.Message{Result: b.Bytes()}, nil
+	}
+}
+
+func joinRaw(parts []string) string {
+	var b bytes.Buffer
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// initialize answers the client's initialize itself: it negotiates the
+// version, and advertises the union of what the backends offer.
+func (s *Session) initialize(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error) {
+	var p struct {
+		ProtocolVersion string          `json:"protocolVersion"`
+		Capabilities    json.RawMessage `json:"capabilities"`
+		ClientInfo      struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"clientInfo"`
+	}
+	if err := json.Unmarshal(x.Message.Params, &p); err != nil || p.ProtocolVersion == "" {
+		return nil, gateway.Errorf(gateway.CodeInvalidParams, "initialize needs params.protocolVersion, params.capabilities and params.clientInfo")
+	}
+	version := ClientVersions[0]
+	if slices.Contains(ClientVersions, p.ProtocolVersion) {
+		version = p.ProtocolVersion
+	}
+	s.mu.Lock()
+	if s.state != stateNew {
+		s.mu.Unlock()
+		return nil, gateway.Errorf(gateway.CodeInvalidRequest, "session is already initialized")
+	}
+	s.mu.Unlock()
+
+	// Learn the capabilities of backends no session has started yet.
+	ctx, cancel := context.WithTimeout(ctx, s.g.requestTimeout())
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, id := range s.visibleBackends() {
+		if _, ok := s.g.knownCaps(id); !ok {
+			wg.Go(func() {
+				if err := s.leg(id).Ensure(ctx); err != nil {
+					s.log.Warn("backend unavailable at initialize", slog.String("backend", id), slog.String("err", err.Error()))
+				}
+			})
+		}
+	}
+	wg.Wait()
+
+	var tools, prompts bool
+	var instructions bytes.Buffer
+	for _, id := range s.visibleBackends() {
+		init, ok := s.g.knownCaps(id)
+		if !ok {
+			continue
+		}
+		_, t := jsonrpc.Member(init.Capabilities, "tools")
+		_, pr := jsonrpc.Member(init.Capabilities, "prompts")
+		tools, prompts = tools || t, prompts || pr
+		if init.Instructions != "" {
+			if instructions.Len() > 0 {
+				instructions.WriteString("\n\n")
+			}
+			instructions.WriteString("[" + id + "] " + init.Instructions)
+		}
+	}
+	caps := `{`
+	if tools || !prompts {
+		caps += `"tools":{"listChanged":true}`
+	}
+	if prompts {
+		if len(caps) > 1 {
+			caps += ","
+		}
+		caps += `"prompts":{"listChanged":true}`
+	}
+	caps += `}`
+	result := `{"protocolVersion":` + string(jsonrpc.Quote(version)) +
+		`,"capabilities":` + caps +
+		`,"serverInfo":{"name":"sallyport","title":"Sallyport MCP gateway","version":` + string(jsonrpc.Quote(s.g.version)) + `}`
+	if instructions.Len() > 0 {
+		result += `,"instructions":` + string(jsonrpc.Quote(instructions.String()))
+	}
+	result += `}`
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateNew {
+		return nil, gateway.Errorf(gateway.CodeInvalidRequest, "session is already initialized")
+	}
+	s.state = stateInitialized
+	info := *s.info.Load()
+	info.ProtocolVersion = version
+	info.ClientName, info.ClientVersion = p.ClientInfo.Name, p.ClientInfo.Version
+	s.info.Store(&info)
+	s.clientCaps = p.Capabilities
+	return &jsonrpc.Message{Result: json.RawMessage(result)}, nil
+}

@@ -1,0 +1,263 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sallyport/sallyport/cmd/sallyport/demo"
+	"github.com/sallyport/sallyport/gateway"
+	"github.com/sallyport/sallyport/gateway/config"
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
+)
+
+// The test binary doubles as a real MCP backend: with SALLYPORT_TEST_BACKEND
+// set it runs the demo server over stdio instead of the tests.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("SALLYPORT_TEST_BACKEND"); dir != "" {
+		err := demo.Run(context.Background(), demo.Options{Sandbox: dir, Outbox: filepath.Join(dir, "outbox.jsonl")}, os.Stdin, os.Stdout)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// chanSink collects what a session sends to its client.
+type chanSink struct {
+	mu   sync.Mutex
+	msgs []*jsonrpc.Message
+	ch   chan *jsonrpc.Message
+}
+
+func newSink() *chanSink { return &chanSink{ch: make(chan *jsonrpc.Message, 1024)} }
+
+func (c *chanSink) Send(m *jsonrpc.Message, _ json.RawMessage) {
+	// Re-encode and decode: the client sees bytes, not our structs.
+	out, err := jsonrpc.Decode(m.Encode(), jsonrpc.Limits{})
+	if err != nil {
+		panic(fmt.Sprintf("session sent an invalid message: %v: %s", err, m.Encode()))
+	}
+	c.ch <- out
+}
+
+// await returns the response with the given id, skipping other messages.
+func (c *chanSink) await(t *testing.T, id string) *jsonrpc.Message {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case m := <-c.ch:
+			if m.IsResponse() && string(m.ID) == id {
+				return m
+			}
+			c.mu.Lock()
+			c.msgs = append(c.msgs, m)
+			c.mu.Unlock()
+		case <-timeout:
+			t.Fatalf("no response with id %s", id)
+		}
+	}
+}
+
+func testConfig(t *testing.T, backends ...config.Backend) *config.Config {
+	t.Helper()
+	cfg := config.Default()
+	for i := range backends {
+		b := &backends[i]
+		if b.Transport == "" {
+			b.Transport = "stdio"
+		}
+		if b.Isolation == "" {
+			b.Isolation = "session"
+		}
+		b.Timeouts = config.Timeouts{Startup: config.Duration(20 * time.Second), Request: config.Duration(20 * time.Second), Shutdown: config.Duration(2 * time.Second)}
+		b.MaxMessageBytes = cfg.Limits.MaxMessageBytes
+	}
+	cfg.Backends = backends
+	return cfg
+}
+
+func demoBackend(t *testing.T, id string) config.Backend {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello from the sandbox"), 0o644)
+	return config.Backend{ID: id, Command: exe, Env: map[string]string{"SALLYPORT_TEST_BACKEND": dir}}
+}
+
+func newTestGateway(t *testing.T, cfg *config.Config, stages ...gateway.Stage) *Gateway {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	g := New(Options{Config: cfg, Logger: log, Stages: stages, Version: "test"})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		g.Shutdown(ctx)
+	})
+	return g
+}
+
+func request(id int, method, params string) *jsonrpc.Message {
+	var p json.RawMessage
+	if params != "" {
+		p = json.RawMessage(params)
+	}
+	return jsonrpc.NewRequest(json.RawMessage(fmt.Sprint(id)), method, p)
+}
+
+func initSession(t *testing.T, g *Gateway) (*Session, *chanSink) {
+	t.Helper()
+	sink := newSink()
+	s, err := g.NewSession(NewSessionID(), "test", gateway.Principal{ID: "alice"}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.HandleMessage(request(0, "initialize", `{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}`))
+	resp := sink.await(t, "0")
+	if resp.Error != nil {
+		t.Fatalf("initialize: %v", resp.Error)
+	}
+	s.HandleMessage(jsonrpc.NewNotification("notifications/initialized", nil))
+	return s, sink
+}
+
+func TestAggregationAndRouting(t *testing.T) {
+	g := newTestGateway(t, testConfig(t, demoBackend(t, "alpha"), demoBackend(t, "beta")))
+	s, sink := initSession(t, g)
+
+	t.Run("tools are listed under both backends' namespaces", func(t *testing.T) {
+		s.HandleMessage(request(1, "tools/list", ""))
+		resp := sink.await(t, "1")
+		var r struct {
+			Tools []struct {
+				Name        string          `json:"name"`
+				InputSchema json.RawMessage `json:"inputSchema"`
+			} `json:"tools"`
+		}
+		if err := json.Unmarshal(resp.Result, &r); err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]bool{}
+		for _, tl := range r.Tools {
+			names[tl.Name] = true
+		}
+		for _, want := range []string{"alpha__read_file", "beta__read_file", "alpha__lookup_customer", "beta__generate_report"} {
+			if !names[want] {
+				t.Errorf("tools/list lacks %s; got %v", want, names)
+			}
+		}
+	})
+	t.Run("a call is routed to its backend with the prefix stripped", func(t *testing.T) {
+		s.HandleMessage(request(2, "tools/call", `{"name":"beta__read_file","arguments":{"path":"hello.txt"}}`))
+		resp := sink.await(t, "2")
+		if resp.Error != nil || !strings.Contains(string(resp.Result), "hello from the sandbox") {
+			t.Fatalf("got %s / %v", resp.Result, resp.Error)
+		}
+	})
+	t.Run("an unknown tool is invalid params", func(t *testing.T) {
+		for i, name := range []string{"read_file", "gamma__read_file", "alpha__nope", "alpha__"} {
+			id := 10 + i
+			s.HandleMessage(request(id, "tools/call", `{"name":"`+name+`","arguments":{}}`))
+			resp := sink.await(t, fmt.Sprint(id))
+			if resp.Error == nil || resp.Error.Code != jsonrpc.CodeInvalidParams {
+				t.Errorf("%s: got %s / %+v, want -32602", name, resp.Result, resp.Error)
+			}
+		}
+	})
+	t.Run("an unknown method is method not found", func(t *testing.T) {
+		s.HandleMessage(request(20, "nope/nothing", `{}`))
+		resp := sink.await(t, "20")
+		if resp.Error == nil || resp.Error.Code != jsonrpc.CodeMethodNotFound {
+			t.Fatalf("got %+v", resp.Error)
+		}
+	})
+}
+
+func TestProgressIsMappedBackToTheClientsToken(t *testing.T) {
+	g := newTestGateway(t, testConfig(t, demoBackend(t, "demo")))
+	s, sink := initSession(t, g)
+	s.HandleMessage(request(7, "tools/call", `{"name":"demo__generate_report","arguments":{"seconds":0.2,"steps":3},"_meta":{"progressToken":"client-token"}}`))
+	resp := sink.await(t, "7")
+	if resp.Error != nil {
+		t.Fatalf("call: %v", resp.Error)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	n := 0
+	for _, m := range sink.msgs {
+		if m.Method == "notifications/progress" {
+			tok, _ := jsonrpc.Member(m.Params, "progressToken")
+			if string(tok) != `"client-token"` {
+				t.Errorf("progress token %s, want the client's", tok)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no progress notification reached the client")
+	}
+}
+
+func TestDeadBackendIsReportedNotFatal(t *testing.T) {
+	bad := config.Backend{ID: "broken", Command: "/nonexistent/backend"}
+	g := newTestGateway(t, testConfig(t, demoBackend(t, "good"), bad))
+	s, sink := initSession(t, g)
+	s.HandleMessage(request(1, "tools/list", ""))
+	resp := sink.await(t, "1")
+	if resp.Error != nil {
+		t.Fatalf("tools/list failed: %v", resp.Error)
+	}
+	if !strings.Contains(string(resp.Result), `"good__read_file"`) {
+		t.Errorf("good backend's tools missing: %s", resp.Result)
+	}
+	if !strings.Contains(string(resp.Result), `"io.sallyport/unavailable":[{"backend":"broken"`) {
+		t.Errorf("broken backend not reported: %s", resp.Result)
+	}
+	s.HandleMessage(request(2, "tools/call", `{"name":"broken__x","arguments":{}}`))
+	resp = sink.await(t, "2")
+	if resp.Error == nil || resp.Error.Code != gateway.CodeBackendUnavailable {
+		t.Fatalf("call to dead backend: %+v", resp.Error)
+	}
+}
+
+// refuseStage refuses every tools/call: the pipeline seam in action.
+type refuseStage struct{ seen []string }
+
+func (r *refuseStage) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Handler) error {
+	if x.Method == "tools/call" && x.Direction == gateway.ClientToBackend {
+		r.seen = append(r.seen, x.Backend+"/"+x.Target+" "+string(x.Arguments))
+		return gateway.Errorf(gateway.CodeRefused, "refused by test stage")
+	}
+	return next.Handle(ctx, x)
+}
+
+func TestAStageCanRefuseBeforeTheBackendSeesTheCall(t *testing.T) {
+	st := &refuseStage{}
+	g := newTestGateway(t, testConfig(t, demoBackend(t, "demo")), st)
+	s, sink := initSession(t, g)
+	s.HandleMessage(request(3, "tools/call", `{"name":"demo__send_email","arguments":{"to":"a@example.com","subject":"s","body":"b"}}`))
+	resp := sink.await(t, "3")
+	if resp.Error == nil || resp.Error.Code != gateway.CodeRefused {
+		t.Fatalf("got %s / %+v", resp.Result, resp.Error)
+	}
+	if len(st.seen) != 1 || st.seen[0] != `demo/send_email {"to":"a@example.com","subject":"s","body":"b"}` {
+		t.Fatalf("stage saw %q", st.seen)
+	}
+}

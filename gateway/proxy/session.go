@@ -1,0 +1,482 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sallyport/sallyport/gateway"
+	"github.com/sallyport/sallyport/gateway/backend"
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
+)
+
+// errClientCancelled is the cause of a request context the client
+// cancelled with notifications/cancelled.
+var errClientCancelled = errors.New("cancelled by the client")
+
+// errSessionClosed is the cause of request contexts when the session ends.
+var errSessionClosed = errors.New("session closed")
+
+type sessionState uint8
+
+const (
+	stateNew sessionState = iota
+	stateInitialized
+	stateClosed
+)
+
+// Session is one client session: its principal, the protocol version and
+// capabilities it negotiated, its own backend legs, and its requests in
+// flight. Frontends create one per stdio connection or HTTP session.
+type Session struct {
+	g         *Gateway
+	log       *slog.Logger
+	sink      Sink
+	principal gateway.Principal
+	// info is replaced, never changed, so exchanges can hold it safely.
+	info atomic.Pointer[gateway.SessionInfo]
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu         sync.Mutex
+	state      sessionState
+	clientCaps json.RawMessage
+	legs       map[string]*backend.Leg
+	inflight   map[string]context.CancelCauseFunc
+	requests   sync.WaitGroup
+	closeOnce  sync.Once
+	closed     chan struct{}
+}
+
+// NewSessionID returns a new session id: 128 bits from crypto/rand, hex.
+func NewSessionID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// NewSession opens a client session bound to principal p. transport names
+// the client transport ("stdio", "http", "sse").
+func (g *Gateway) NewSession(id, transport string, p gateway.Principal, sink Sink) (*Session, error) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	s := &Session{
+		g:         g,
+		log:       g.log.With(slog.String("session", id)),
+		sink:      sink,
+		principal: p,
+		ctx:       ctx,
+		cancel:    cancel,
+		legs:      map[string]*backend.Leg{},
+		inflight:  map[string]context.CancelCauseFunc{},
+		closed:    make(chan struct{}),
+	}
+	s.info.Store(&gateway.SessionInfo{ID: id, Transport: transport})
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		cancel(errSessionClosed)
+		return nil, errors.New("gateway is shutting down")
+	}
+	g.sessions[s] = struct{}{}
+	return s, nil
+}
+
+// ID returns the session id.
+func (s *Session) ID() string { return s.info.Load().ID }
+
+// Principal returns the principal the session is bound to.
+func (s *Session) Principal() gateway.Principal { return s.principal }
+
+// ProtocolVersion returns the negotiated protocol version, or "" before
+// initialize.
+func (s *Session) ProtocolVersion() string {
+	return s.info.Load().ProtocolVersion
+}
+
+// Done is closed when the session has been closed.
+func (s *Session) Done() <-chan struct{} { return s.closed }
+
+// Busy reports whether the session has requests in flight.
+func (s *Session) Busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inflight) > 0
+}
+
+// HandleMessage takes one message from the client. Requests are served
+// concurrently; their answers go to the sink. It never blocks on a backend.
+func (s *Session) HandleMessage(msg *jsonrpc.Message) {
+	switch {
+	case msg.IsRequest():
+		key := jsonrpc.IDKey(msg.ID)
+		s.mu.Lock()
+		if s.state == stateClosed {
+			s.mu.Unlock()
+			s.sink.Send(jsonrpc.NewError(msg.ID, gateway.CodeInvalidRequest, "session is closed", nil), msg.ID)
+			return
+		}
+		if _, dup := s.inflight[key]; dup {
+			s.mu.Unlock()
+			s.sink.Send(jsonrpc.NewError(msg.ID, gateway.CodeInvalidRequest, "request id is already in use by a request in flight", nil), msg.ID)
+			return
+		}
+		ctx, cancel := context.WithCancelCause(s.ctx)
+		s.inflight[key] = cancel
+		s.requests.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.requests.Done()
+			s.serve(ctx, msg)
+			s.mu.Lock()
+			delete(s.inflight, key)
+			s.mu.Unlock()
+			cancel(nil)
+		}()
+	case msg.IsNotification():
+		s.clientNotification(msg)
+	default:
+		// Answers to server→client requests: the gateway offers backends
+		// no client capabilities yet, so none are expected.
+		s.log.Debug("unexpected response from the client dropped")
+	}
+}
+
+// Close ends the session: requests in flight are cancelled and the
+// session's own backend processes and sessions are stopped.
+func (s *Session) Close(ctx context.Context) {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.state = stateClosed
+		legs := make([]*backend.Leg, 0, len(s.legs))
+		for _, l := range s.legs {
+			legs = append(legs, l)
+		}
+		s.mu.Unlock()
+		s.cancel(errSessionClosed)
+		var wg sync.WaitGroup
+		for _, l := range legs {
+			wg.Go(func() { l.Close(ctx) })
+		}
+		wg.Wait()
+		s.requests.Wait()
+		s.g.mu.Lock()
+		delete(s.g.sessions, s)
+		s.g.mu.Unlock()
+		close(s.closed)
+		s.log.Debug("session closed")
+	})
+	<-s.closed
+}
+
+// leg returns the leg that serves backend b for this session: the shared
+// one, or the session's own, created on first use.
+func (s *Session) leg(id string) *backend.Leg {
+	if l := s.g.shared[id]; l != nil {
+		return l
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.legs[id]
+	if l == nil {
+		spec := s.g.byID[id]
+		l = s.g.newLeg(spec, backend.Hooks{Notification: s.backendNotification})
+		if s.state == stateClosed {
+			l.Close(context.Background())
+		}
+		s.legs[id] = l
+	}
+	return l
+}
+
+// LegPids returns the process ids of the session's running stdio backends.
+func (s *Session) LegPids() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pids []int
+	for _, l := range s.legs {
+		if pid := l.Pid(); pid != 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// newExchange returns an exchange for this session.
+func (s *Session) newExchange(dir gateway.Direction, kind gateway.Kind, method string, msg *jsonrpc.Message,
+	deliver func(context.Context, *gateway.Exchange) error) *gateway.Exchange {
+	x := gateway.NewExchange(deliver)
+	x.Direction, x.Kind, x.Method, x.Message = dir, kind, method, msg
+	x.Principal, x.Session = &s.principal, s.info.Load()
+	return x
+}
+
+// serve answers one client request: it routes it, passes it through the
+// pipeline, forwards it or answers it, and passes the answer back through
+// the pipeline to the client.
+func (s *Session) serve(ctx context.Context, msg *jsonrpc.Message) {
+	var result *jsonrpc.Message // the answer, with the backend's id
+	x := s.newExchange(gateway.ClientToBackend, gateway.KindRequest, msg.Method, msg, nil)
+	route := s.route(ctx, x)
+	x = s.newExchangeFrom(x, func(ctx context.Context, x *gateway.Exchange) error {
+		var err error
+		result, err = route(ctx, x)
+		return err
+	})
+	err := s.g.chain.Handle(ctx, x)
+	if ctx.Err() != nil && errors.Is(context.Cause(ctx), errClientCancelled) {
+		return // the client gave up on it: no answer (MCP cancellation)
+	}
+	if s.isClosed() {
+		return
+	}
+	if err != nil {
+		s.sink.Send(errorAnswer(msg.ID, err), msg.ID)
+		return
+	}
+	answer := &jsonrpc.Message{ID: msg.ID, Result: result.Result, Error: result.Error}
+	kind := gateway.KindResult
+	rx := s.newExchange(gateway.BackendToClient, kind, msg.Method, answer, func(_ context.Context, rx *gateway.Exchange) error {
+		s.sink.Send(rx.Message, msg.ID)
+		return nil
+	})
+	rx.Backend, rx.Target, rx.Request = x.Backend, x.Target, x
+	if err := s.g.chain.Handle(ctx, rx); err != nil {
+		s.sink.Send(errorAnswer(msg.ID, err), msg.ID)
+	}
+}
+
+// newExchangeFrom gives x its delivery step once routing has filled it in.
+func (s *Session) newExchangeFrom(x *gateway.Exchange, deliver func(context.Context, *gateway.Exchange) error) *gateway.Exchange {
+	y := gateway.NewExchange(deliver)
+	y.Direction, y.Kind, y.Method, y.Message = x.Direction, x.Kind, x.Method, x.Message
+	y.Principal, y.Session = x.Principal, x.Session
+	y.Backend, y.Target, y.Arguments, y.Definition, y.Time = x.Backend, x.Target, x.Arguments, x.Definition, x.Time
+	return y
+}
+
+func (s *Session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == stateClosed
+}
+
+// routeFunc performs a routed request; it returns the answer message.
+type routeFunc func(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error)
+
+func fail(err error) routeFunc {
+	return func(context.Context, *gateway.Exchange) (*jsonrpc.Message, error) { return nil, err }
+}
+
+func answer(result json.RawMessage) routeFunc {
+	return func(context.Context, *gateway.Exchange) (*jsonrpc.Message, error) {
+		return &jsonrpc.Message{Result: result}, nil
+	}
+}
+
+// route works out where a request goes, fills in x (backend, target,
+// arguments, definition) for the stages, and returns the step that
+// performs it. A request that cannot be routed still passes the pipeline;
+// its step returns the routing error.
+func (s *Session) route(ctx context.Context, x *gateway.Exchange) routeFunc {
+	msg := x.Message
+	s.mu.Lock()
+	state := s.state
+	s.mu.Unlock()
+	switch {
+	case msg.Method == "initialize":
+		return s.initialize
+	case msg.Method == "ping":
+		return answer(json.RawMessage(`{}`))
+	case state != stateInitialized:
+		return fail(gateway.Errorf(gateway.CodeInvalidRequest, "session is not initialized: send initialize first"))
+	}
+	switch msg.Method {
+	case "tools/list":
+		return s.aggregate("tools")
+	case "prompts/list":
+		return s.aggregate("prompts")
+	case "tools/call":
+		return s.routeNamed(ctx, x, "tools", "arguments")
+	case "prompts/get":
+		return s.routeNamed(ctx, x, "prompts", "arguments")
+	}
+	return fail(gateway.Errorf(gateway.CodeMethodNotFound, "method %q is not supported by the gateway", msg.Method))
+}
+
+// routeNamed routes tools/call and prompts/get by the namespaced name.
+func (s *Session) routeNamed(ctx context.Context, x *gateway.Exchange, kind, argsKey string) routeFunc {
+	params := x.Message.Params
+	rawName, _ := jsonrpc.Member(params, "name")
+	name, ok := jsonrpc.Unquote(rawName)
+	if !ok {
+		return fail(gateway.Errorf(gateway.CodeInvalidParams, "params.name must be a string"))
+	}
+	what := strings.TrimSuffix(kind, "s")
+	id, target, ok := strings.Cut(name, Separator)
+	spec := s.g.byID[id]
+	if !ok || spec == nil || target == "" {
+		return fail(gateway.Errorf(gateway.CodeInvalidParams, "unknown %s %q", what, name))
+	}
+	x.Backend, x.Target = id, target
+	x.Arguments, _ = jsonrpc.Member(params, argsKey)
+	leg := s.leg(id)
+	lctx, cancel := context.WithTimeout(ctx, spec.Timeouts.Startup.D()+spec.Timeouts.Request.D())
+	defer cancel()
+	entry, found, err := leg.Lookup(lctx, kind, target)
+	if err != nil {
+		return fail(err)
+	}
+	if !found {
+		return fail(gateway.Errorf(gateway.CodeInvalidParams, "unknown %s %q", what, name))
+	}
+	x.Definition = entry.Raw
+	fwd := jsonrpc.SetMember(params, "name", jsonrpc.Quote(target))
+	clientToken := progressToken(params)
+	return func(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error) {
+		var progress func(json.RawMessage)
+		if clientToken != nil {
+			progress = s.progressForwarder(ctx, x, clientToken)
+		}
+		return leg.Call(ctx, x.Method, fwd, progress)
+	}
+}
+
+func progressToken(params json.RawMessage) json.RawMessage {
+	meta, ok := jsonrpc.Member(params, "_meta")
+	if !ok {
+		return nil
+	}
+	tok, ok := jsonrpc.Member(meta, "progressToken")
+	if !ok || string(tok) == "null" {
+		return nil
+	}
+	return tok
+}
+
+// progressForwarder returns the function that passes a backend's progress
+// notification for request x back to the client, under the client's own
+// token and through the pipeline.
+func (s *Session) progressForwarder(ctx context.Context, x *gateway.Exchange, clientToken json.RawMessage) func(json.RawMessage) {
+	related := x.Message.ID
+	var mu sync.Mutex
+	return func(params json.RawMessage) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		params = jsonrpc.SetMember(params, "progressToken", clientToken)
+		n := jsonrpc.NewNotification("notifications/progress", params)
+		nx := s.newExchange(gateway.BackendToClient, gateway.KindNotification, n.Method, n, func(_ context.Context, nx *gateway.Exchange) error {
+			s.sink.Send(nx.Message, related)
+			return nil
+		})
+		nx.Backend, nx.Target, nx.Request = x.Backend, x.Target, x
+		if err := s.g.chain.Handle(ctx, nx); err != nil {
+			s.log.Debug("progress notification refused", slog.String("err", err.Error()))
+		}
+	}
+}
+
+// clientNotification handles a notification from the client.
+func (s *Session) clientNotification(msg *jsonrpc.Message) {
+	var deliver func(context.Context, *gateway.Exchange) error
+	switch msg.Method {
+	case "notifications/initialized":
+		deliver = func(context.Context, *gateway.Exchange) error { return nil }
+	case "notifications/cancelled":
+		deliver = func(context.Context, *gateway.Exchange) error {
+			reqID, _ := jsonrpc.Member(msg.Params, "requestId")
+			if reqID == nil {
+				return gateway.Errorf(gateway.CodeInvalidParams, "notifications/cancelled without requestId")
+			}
+			s.mu.Lock()
+			cancel := s.inflight[jsonrpc.IDKey(reqID)]
+			s.mu.Unlock()
+			// Only this session's own requests can be cancelled: ids are
+			// looked up in its own table, never in another client's.
+			if cancel != nil {
+				cancel(errClientCancelled)
+			}
+			return nil
+		}
+	default:
+		deliver = func(context.Context, *gateway.Exchange) error {
+			s.log.Debug("client notification not forwarded", slog.String("method", msg.Method))
+			return nil
+		}
+	}
+	x := s.newExchange(gateway.ClientToBackend, gateway.KindNotification, msg.Method, msg, deliver)
+	if err := s.g.chain.Handle(s.ctx, x); err != nil {
+		s.log.Debug("client notification refused", slog.String("method", msg.Method), slog.String("err", err.Error()))
+	}
+}
+
+// backendNotification handles a notification from one of the session's
+// own legs.
+func (s *Session) backendNotification(l *backend.Leg, msg *jsonrpc.Message) {
+	switch msg.Method {
+	case "notifications/tools/list_changed", "notifications/prompts/list_changed":
+		s.listChanged(l, msg.Method)
+	case "notifications/message":
+		s.notifyClient(l.ID(), msg)
+	default:
+		s.log.Debug("backend notification not forwarded", slog.String("backend", l.ID()), slog.String("method", msg.Method))
+	}
+}
+
+// listChanged re-lists the backend's changed list, then tells the client
+// its aggregated list changed.
+func (s *Session) listChanged(l *backend.Leg, method string) {
+	s.mu.Lock()
+	ready := s.state == stateInitialized
+	s.mu.Unlock()
+	if !ready {
+		return
+	}
+	kind := "tools"
+	if strings.HasPrefix(method, "notifications/prompts/") {
+		kind = "prompts"
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(s.ctx, s.g.requestTimeout())
+		defer cancel()
+		if _, err := l.List(ctx, kind); err != nil {
+			s.log.Warn("re-list after list_changed failed", slog.String("backend", l.ID()), slog.String("err", err.Error()))
+		}
+		s.notifyClient(l.ID(), jsonrpc.NewNotification(method, nil))
+	}()
+}
+
+// notifyClient passes a notification to the client through the pipeline.
+func (s *Session) notifyClient(backendID string, msg *jsonrpc.Message) {
+	x := s.newExchange(gateway.BackendToClient, gateway.KindNotification, msg.Method, msg, func(_ context.Context, x *gateway.Exchange) error {
+		s.sink.Send(x.Message, nil)
+		return nil
+	})
+	x.Backend = backendID
+	if err := s.g.chain.Handle(s.ctx, x); err != nil {
+		s.log.Debug("notification refused", slog.String("method", msg.Method), slog.String("err", err.Error()))
+	}
+}
+
+// visibleBackends lists the backends in configuration order.
+func (s *Session) visibleBackends() []string {
+	ids := make([]string, 0, len(s.g.backends))
+	for _, b := range s.g.backends {
+		ids = append(ids, b.ID)
+	}
+	return ids
+}
+
+// errorAnswer is the error response a client receives for err.
+func errorAnswer(id json.RawMessage, err error) *jsonrpc.Message {
+	return &jsonrpc.Message{ID: id, Error: gateway.RPCError(err)}
+}
