@@ -56,7 +56,7 @@ func fixture(quirks []string) {
 	if has(quirks, "banner") {
 		send("hello from a chatty backend, not JSON")
 		send(`{"jsonrpc":"2.0","id":1,"result":{},"Result":{}}`) // invalid: case-variant key
-		send(strings.Repeat("x", 300<<10))                        // over the 256 KiB test limit
+		send(strings.Repeat("x", 300<<10))                       // over the 256 KiB test limit
 	}
 	in := bufio.NewReaderSize(os.Stdin, 1<<20)
 	for {
@@ -71,9 +71,9 @@ func fixture(quirks []string) {
 			ID     json.RawMessage `json:"id"`
 			Method string          `json:"method"`
 			Params struct {
-				Name      string         `json:"name"`
-				Arguments map[string]any `json:"arguments"`
-				Meta      map[string]any `json:"_meta"`
+				Name      string          `json:"name"`
+				Arguments map[string]any  `json:"arguments"`
+				Meta      map[string]any  `json:"_meta"`
 				RequestID json.RawMessage `json:"requestId"`
 			} `json:"params"`
 		}
@@ -302,4 +302,3 @@ func TestEnvironmentIsAllowListed(t *testing.T) {
 		}
 	}
 }
-
