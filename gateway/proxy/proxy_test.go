@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,6 +23,10 @@ import (
 // The test binary doubles as a real MCP backend: with SALLYPORT_TEST_BACKEND
 // set it runs the demo server over stdio instead of the tests.
 func TestMain(m *testing.M) {
+	if os.Getenv("SALLYPORT_TEST_LISTCHANGED") != "" {
+		listChangingBackend()
+		os.Exit(0)
+	}
 	if dir := os.Getenv("SALLYPORT_TEST_BACKEND"); dir != "" {
 		err := demo.Run(context.Background(), demo.Options{Sandbox: dir, Outbox: filepath.Join(dir, "outbox.jsonl")}, os.Stdin, os.Stdout)
 		if err != nil {
@@ -259,5 +264,72 @@ func TestAStageCanRefuseBeforeTheBackendSeesTheCall(t *testing.T) {
 	}
 	if len(st.seen) != 1 || st.seen[0] != `demo/send_email {"to":"a@example.com","subject":"s","body":"b"}` {
 		t.Fatalf("stage saw %q", st.seen)
+	}
+}
+
+// listChangingBackend is a raw stdio MCP server whose tool list grows when
+// its "grow" tool is called; it then sends notifications/tools/list_changed.
+func listChangingBackend() {
+	in := bufio.NewReader(os.Stdin)
+	tools := `{"name":"grow","inputSchema":{"type":"object"}}`
+	for {
+		line, err := in.ReadString('\n')
+		if err != nil {
+			return
+		}
+		var req struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		if json.Unmarshal([]byte(line), &req) != nil || req.ID == nil {
+			continue
+		}
+		var result string
+		switch req.Method {
+		case "initialize":
+			result = `{"protocolVersion":"2025-11-25","capabilities":{"tools":{"listChanged":true}},"serverInfo":{"name":"lc","version":"1"}}`
+		case "tools/list":
+			result = `{"tools":[` + tools + `]}`
+		case "tools/call":
+			tools += `,{"name":"grown","inputSchema":{"type":"object"}}`
+			result = `{"content":[]}`
+		}
+		fmt.Printf(`{"jsonrpc":"2.0","id":%s,"result":%s}`+"\n", req.ID, result)
+		if req.Method == "tools/call" {
+			fmt.Println(`{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`)
+		}
+	}
+}
+
+func TestBackendListChangedRelistsAndNotifies(t *testing.T) {
+	exe, _ := os.Executable()
+	g := newTestGateway(t, testConfig(t, config.Backend{ID: "lc", Command: exe, Env: map[string]string{"SALLYPORT_TEST_LISTCHANGED": "1"}}))
+	s, sink := initSession(t, g)
+	s.HandleMessage(request(1, "tools/call", `{"name":"lc__grow","arguments":{}}`))
+	if resp := sink.await(t, "1"); resp.Error != nil {
+		t.Fatal(resp.Error)
+	}
+	deadline := time.After(10 * time.Second)
+	for notified := false; !notified; {
+		sink.mu.Lock()
+		for _, m := range sink.msgs {
+			notified = notified || m.Method == "notifications/tools/list_changed"
+		}
+		sink.mu.Unlock()
+		select {
+		case m := <-sink.ch:
+			sink.mu.Lock()
+			sink.msgs = append(sink.msgs, m)
+			sink.mu.Unlock()
+		case <-deadline:
+			t.Fatal("client was not told the tool list changed")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// The new tool is routable without the client listing first: the
+	// gateway re-listed the backend when it heard of the change.
+	s.HandleMessage(request(2, "tools/call", `{"name":"lc__grown","arguments":{}}`))
+	if resp := sink.await(t, "2"); resp.Error != nil {
+		t.Fatalf("call to the new tool: %v", resp.Error)
 	}
 }
