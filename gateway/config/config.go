@@ -1,0 +1,249 @@
+package config
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Defaults, as Default returns them.
+const (
+	DefaultListen             = "127.0.0.1:8750"
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "text"
+	DefaultMaxMessageBytes    = 4 * MiB
+	DefaultMaxDepth           = 64
+	DefaultSessionIdleTimeout = Duration(30 * time.Minute)
+	DefaultReadHeaderTimeout  = Duration(10 * time.Second)
+	DefaultIdleTimeout        = Duration(120 * time.Second)
+	DefaultMaxSessions        = 1000
+	DefaultTokensFile         = "sallyport-tokens.json"
+	DefaultAnonymousPrincipal = "anonymous"
+	DefaultStdioPrincipal     = "local"
+	DefaultIsolation          = IsolationSession
+	DefaultStartupTimeout     = Duration(30 * time.Second)
+	DefaultRequestTimeout     = Duration(60 * time.Second)
+	DefaultShutdownTimeout    = Duration(5 * time.Second)
+)
+
+// Backend transports.
+const (
+	TransportStdio = "stdio"
+	TransportHTTP  = "http"
+	TransportSSE   = "sse"
+)
+
+// Backend isolation modes.
+const (
+	// IsolationSession gives each client session its own backend leg.
+	IsolationSession = "session"
+	// IsolationShared serves every client session from one backend leg.
+	IsolationShared = "shared"
+)
+
+// Config is Sallyport's configuration.
+type Config struct {
+	// Listen is the HTTP listener address for `serve`, host:port.
+	Listen   string        `yaml:"listen"`
+	Log      Log           `yaml:"log"`
+	Limits   Limits        `yaml:"limits"`
+	HTTP     HTTP          `yaml:"http"`
+	Auth     Auth          `yaml:"auth"`
+	Stdio    StdioFrontend `yaml:"stdio"`
+	Backends []Backend     `yaml:"backends"`
+	// Path is the file the configuration was read from, "" for a built-in
+	// one. Load resolves relative paths in the configuration
+	// (Auth.TokensFile, Log.File, Backend.Cwd) against its directory.
+	Path string `yaml:"-"`
+}
+
+// Log configures the gateway's own log.
+type Log struct {
+	Level  string `yaml:"level"`  // debug|info|warn|error, default info
+	Format string `yaml:"format"` // text|json, default text
+	File   string `yaml:"file"`   // "" = stderr
+}
+
+// Limits bound what the gateway accepts from any peer.
+type Limits struct {
+	MaxMessageBytes ByteSize `yaml:"max_message_bytes"` // default 4 MiB; 1 KiB..1 GiB
+	MaxDepth        int      `yaml:"max_depth"`         // default 64; 8..1000
+}
+
+// HTTP configures the Streamable HTTP and SSE frontends.
+type HTTP struct {
+	// AllowedOrigins are exact origins, scheme://host[:port]. Requests
+	// without an Origin header are allowed.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// AllowedHosts is the Host header allow-list (host or host:port); see
+	// Config.HostAllowList for the default when it is empty.
+	AllowedHosts       []string `yaml:"allowed_hosts"`
+	MaxBodyBytes       ByteSize `yaml:"max_body_bytes"`       // default Limits.MaxMessageBytes
+	SessionIdleTimeout Duration `yaml:"session_idle_timeout"` // default 30m
+	ReadHeaderTimeout  Duration `yaml:"read_header_timeout"`  // default 10s
+	IdleTimeout        Duration `yaml:"idle_timeout"`         // default 120s
+	MaxSessions        int      `yaml:"max_sessions"`         // default 1000
+}
+
+// Auth configures how HTTP clients authenticate.
+type Auth struct {
+	// TokensFile holds the hashed bearer tokens (see gateway/auth). The
+	// default is "sallyport-tokens.json" beside the config file, or in the
+	// working directory for the built-in configuration.
+	TokensFile string `yaml:"tokens_file"`
+	// Anonymous allows unauthenticated HTTP clients. It is only valid when
+	// Listen is a loopback address.
+	Anonymous bool `yaml:"anonymous"`
+	// AnonymousPrincipal is the principal anonymous clients act as; default
+	// "anonymous".
+	AnonymousPrincipal string `yaml:"anonymous_principal"`
+}
+
+// StdioFrontend names the principal a stdio client acts as.
+type StdioFrontend struct {
+	Principal string   `yaml:"principal"` // default "local"
+	Groups    []string `yaml:"groups"`
+}
+
+// Backend is one MCP server behind the gateway.
+type Backend struct {
+	// ID names the backend: ^[a-z0-9]([a-z0-9-]*[a-z0-9])?$, 1..32
+	// characters, unique.
+	ID string `yaml:"id"`
+	// Transport is stdio, http or sse.
+	Transport string `yaml:"transport"`
+	// Command is the program to run (stdio only, required there).
+	Command string            `yaml:"command"`
+	Args    []string          `yaml:"args"`
+	Env     map[string]string `yaml:"env"`
+	// EnvPassthrough names gateway environment variables passed to the
+	// process, besides a fixed safe base set (PATH HOME USER LOGNAME LANG
+	// LC_ALL TZ TMPDIR).
+	EnvPassthrough []string `yaml:"env_passthrough"`
+	Cwd            string   `yaml:"cwd"`
+	// URL is the server's endpoint (http and sse only, required there).
+	URL string `yaml:"url"`
+	// Headers are sent with every request (http and sse only).
+	Headers map[string]string `yaml:"headers"`
+	// Isolation is session (a backend leg per client session, the default)
+	// or shared.
+	Isolation       string            `yaml:"isolation"`
+	Timeouts        Timeouts          `yaml:"timeouts"`
+	Labels          map[string]string `yaml:"labels"`
+	MaxMessageBytes ByteSize          `yaml:"max_message_bytes"` // default Limits.MaxMessageBytes
+}
+
+// Timeouts bound a backend's start, requests and shutdown.
+type Timeouts struct {
+	// Startup bounds process start plus the initialize handshake; default 30s.
+	Startup Duration `yaml:"startup"`
+	// Request bounds one request to the backend; default 60s.
+	Request Duration `yaml:"request"`
+	// Shutdown is the grace after closing stdin before SIGTERM, and again
+	// before SIGKILL; default 5s.
+	Shutdown Duration `yaml:"shutdown"`
+}
+
+// Default returns a configuration with every default filled in and no
+// backends.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+// Demo returns the built-in configuration `sallyport serve` uses without -c:
+// the default loopback listener with anonymous access, and one stdio
+// backend "demo" that runs executable with demo-server --sandbox
+// sandboxDir.
+func Demo(executable, sandboxDir string) *Config {
+	c := &Config{
+		Auth: Auth{Anonymous: true},
+		Backends: []Backend{{
+			ID:        "demo",
+			Transport: TransportStdio,
+			Command:   executable,
+			Args:      []string{"demo-server", "--sandbox", sandboxDir},
+			Labels:    map[string]string{"env": "demo"},
+		}},
+	}
+	c.applyDefaults()
+	return c
+}
+
+// applyDefaults fills every zero field that has a default.
+func (c *Config) applyDefaults() {
+	setDefault(&c.Listen, DefaultListen)
+	setDefault(&c.Log.Level, DefaultLogLevel)
+	setDefault(&c.Log.Format, DefaultLogFormat)
+	setDefault(&c.Limits.MaxMessageBytes, DefaultMaxMessageBytes)
+	setDefault(&c.Limits.MaxDepth, DefaultMaxDepth)
+	setDefault(&c.HTTP.MaxBodyBytes, c.Limits.MaxMessageBytes)
+	setDefault(&c.HTTP.SessionIdleTimeout, DefaultSessionIdleTimeout)
+	setDefault(&c.HTTP.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDefault(&c.HTTP.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.HTTP.MaxSessions, DefaultMaxSessions)
+	setDefault(&c.Auth.TokensFile, DefaultTokensFile)
+	setDefault(&c.Auth.AnonymousPrincipal, DefaultAnonymousPrincipal)
+	setDefault(&c.Stdio.Principal, DefaultStdioPrincipal)
+	for i := range c.Backends {
+		c.Backends[i].applyDefaults(c.Limits.MaxMessageBytes)
+	}
+}
+
+func (b *Backend) applyDefaults(maxMessageBytes ByteSize) {
+	setDefault(&b.Isolation, DefaultIsolation)
+	setDefault(&b.Timeouts.Startup, DefaultStartupTimeout)
+	setDefault(&b.Timeouts.Request, DefaultRequestTimeout)
+	setDefault(&b.Timeouts.Shutdown, DefaultShutdownTimeout)
+	setDefault(&b.MaxMessageBytes, maxMessageBytes)
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+// IsLoopbackListen reports whether Listen is on a loopback address:
+// "localhost", 127.0.0.0/8 or ::1. An empty host (all interfaces) is not.
+func (c *Config) IsLoopbackListen() bool {
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return false
+	}
+	return isLoopbackHost(host)
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// HostAllowList returns the Host header values the HTTP frontend accepts.
+// It is HTTP.AllowedHosts when that is set. Otherwise, for a loopback
+// Listen, it is "localhost", "127.0.0.1" and "[::1]", each without a port
+// and with Listen's port (unless that port is 0); for any other Listen it is
+// nil, and Validate reports http.allowed_hosts as required.
+func (c *Config) HostAllowList() []string {
+	if len(c.HTTP.AllowedHosts) > 0 {
+		return append([]string(nil), c.HTTP.AllowedHosts...)
+	}
+	if !c.IsLoopbackListen() {
+		return nil
+	}
+	_, port, _ := net.SplitHostPort(c.Listen)
+	var hosts []string
+	for _, h := range []string{"localhost", "127.0.0.1", "[::1]"} {
+		hosts = append(hosts, h)
+		if port != "" && port != "0" {
+			hosts = append(hosts, h+":"+port)
+		}
+	}
+	return hosts
+}
