@@ -184,7 +184,7 @@ func (t *StdioTransport) Send(_ context.Context, msg *jsonrpc.Message) error {
 	if t.closed {
 		return errors.New("backend process is not running")
 	}
-	t.wbuf = append(msg.AppendEncode(t.wbuf[:0]), '\n')
+	t.wbuf = wire.AppendLine(t.wbuf[:0], msg)
 	if _, err := t.stdin.Write(t.wbuf); err != nil {
 		return fmt.Errorf("write to backend: %w", err)
 	}

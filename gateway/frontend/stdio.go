@@ -34,7 +34,7 @@ func (s *stdioSink) Send(msg *jsonrpc.Message, _ json.RawMessage) {
 	if s.err != nil {
 		return
 	}
-	s.buf = append(msg.AppendEncode(s.buf[:0]), '\n')
+	s.buf = wire.AppendLine(s.buf[:0], msg)
 	if _, err := s.w.Write(s.buf); err != nil {
 		s.err = err
 	} else if err := s.w.Flush(); err != nil {

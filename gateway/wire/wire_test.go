@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
 )
 
 func TestLineReader(t *testing.T) {
@@ -78,4 +80,15 @@ func FuzzSSEReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestAppendLineKeepsOneMessagePerLine(t *testing.T) {
+	m, err := jsonrpc.Decode([]byte("{\"jsonrpc\":\"2.0\",\"id\":1,\r\n \"result\": {\n  \"text\": \"a\\nb\"\n }\n}"), jsonrpc.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(AppendLine([]byte("prefix"), m))
+	if got != `prefix{"jsonrpc":"2.0","id":1,"result":{"text":"a\nb"}}`+"\n" {
+		t.Fatalf("got %q", got)
+	}
 }
