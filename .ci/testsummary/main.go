@@ -35,7 +35,10 @@ func main() {
 			fmt.Println(sc.Text()) // build errors come as plain text
 			continue
 		}
-		key := e.Package + " " + e.Test
+		// Output is kept per top-level test, subtests included, so a
+		// failure shows everything its subtests said.
+		top, _, _ := strings.Cut(e.Test, "/")
+		key := e.Package + " " + top
 		switch e.Action {
 		case "output":
 			b := outputs[key]

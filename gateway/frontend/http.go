@@ -371,7 +371,8 @@ func (h *HTTP) serveRequest(w http.ResponseWriter, r *http.Request, hs *httpSess
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "request id is already in use by a request in flight")
 		return
 	}
-	defer hs.removePost(key, ps)
+	release := sync.OnceFunc(func() { hs.removePost(key, ps) })
+	defer release()
 	sseOK := accepts(r, "text/event-stream")
 	initialize := msg.Method == "initialize"
 	hs.s.HandleMessage(msg)
@@ -381,6 +382,8 @@ func (h *HTTP) serveRequest(w http.ResponseWriter, r *http.Request, hs *httpSess
 		select {
 		case m := <-ps.ch:
 			if m.IsResponse() && jsonrpc.IDKey(m.ID) == key {
+				// Free the id before the client can see the answer and reuse it.
+				release()
 				if initialize && m.Error != nil {
 					h.dropSession(hs)
 				}

@@ -131,13 +131,16 @@ func (s *Session) HandleMessage(msg *jsonrpc.Message) {
 		s.inflight[key] = cancel
 		s.requests.Add(1)
 		s.mu.Unlock()
-		go func() {
-			defer s.requests.Done()
-			s.serve(ctx, msg)
+		release := sync.OnceFunc(func() {
 			s.mu.Lock()
 			delete(s.inflight, key)
 			s.mu.Unlock()
-			cancel(nil)
+		})
+		go func() {
+			defer s.requests.Done()
+			defer cancel(nil)
+			defer release()
+			s.serve(ctx, msg, release)
 		}()
 	case msg.IsNotification():
 		s.clientNotification(msg)
@@ -219,8 +222,10 @@ func (s *Session) newExchange(dir gateway.Direction, kind gateway.Kind, method s
 
 // serve answers one client request: it routes it, passes it through the
 // pipeline, forwards it or answers it, and passes the answer back through
-// the pipeline to the client.
-func (s *Session) serve(ctx context.Context, msg *jsonrpc.Message) {
+// the pipeline to the client. release frees the request's id; it is called
+// before the answer is sent, so a client may reuse the id as soon as it has
+// its answer.
+func (s *Session) serve(ctx context.Context, msg *jsonrpc.Message, release func()) {
 	var result *jsonrpc.Message // the answer, with the backend's id
 	x := s.newExchange(gateway.ClientToBackend, gateway.KindRequest, msg.Method, msg, nil)
 	route := s.route(ctx, x)
@@ -237,17 +242,19 @@ func (s *Session) serve(ctx context.Context, msg *jsonrpc.Message) {
 		return
 	}
 	if err != nil {
+		release()
 		s.sink.Send(errorAnswer(msg.ID, err), msg.ID)
 		return
 	}
 	answer := &jsonrpc.Message{ID: msg.ID, Result: result.Result, Error: result.Error}
-	kind := gateway.KindResult
-	rx := s.newExchange(gateway.BackendToClient, kind, msg.Method, answer, func(_ context.Context, rx *gateway.Exchange) error {
+	rx := s.newExchange(gateway.BackendToClient, gateway.KindResult, msg.Method, answer, func(_ context.Context, rx *gateway.Exchange) error {
+		release()
 		s.sink.Send(rx.Message, msg.ID)
 		return nil
 	})
 	rx.Backend, rx.Target, rx.Request = x.Backend, x.Target, x
 	if err := s.g.chain.Handle(ctx, rx); err != nil {
+		release()
 		s.sink.Send(errorAnswer(msg.ID, err), msg.ID)
 	}
 }
