@@ -1,0 +1,453 @@
+// Command sallyport-bench is Sallyport's load harness. In one run it calls
+// the same MCP backend three ways and reports each way's latency
+// percentiles, throughput and errors, and the ratios between them:
+//
+//   - direct: mcp-go's stdio client talking straight to the backend process;
+//   - sallyport: mcp-go's Streamable HTTP client → sallyport serve → the
+//     backend over stdio;
+//   - supergateway: mcp-go's Streamable HTTP client → supergateway 4.0.0
+//     (stdio → Streamable HTTP, stateful) → the backend.
+//
+// Each path runs a sequential workload (one session, calls one after
+// another) and a concurrent one (many sessions at once). The machines this
+// runs on are shared and noisy, so only ratios measured within one run mean
+// anything; the goals are printed as PASS/MISS lines for
+// information and never change the exit status. The exit status is 1 when
+// a path could not be set up, a direct or sallyport call failed, or the run
+// was interrupted (failed supergateway calls are only reported), and 2 for
+// bad flags.
+//
+// The harness starts every server itself on 127.0.0.1 with a free port,
+// and stops every process it started by pid, on errors and interrupts too.
+//
+//	go run ./cmd/sallyport-bench --backend everything --out bin/bench-results.json
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Isolation modes for the sallyport backend (and how direct's concurrent
+// workload is run to match).
+const (
+	isolationShared  = "shared"
+	isolationSession = "session"
+)
+
+const envNodeModules = "SALLYPORT_NODE_MODULES"
+
+// options are the command-line flags.
+type options struct {
+	sallyport   string
+	nodeModules string
+	preload     string
+	backend     string
+	paths       []string
+	isolation   string
+	calls       int
+	warmup      int
+	concurrency int
+	concCalls   int
+	callTimeout time.Duration
+	sgLogLevel  string
+	out         string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	// mcp-go's transports log through slog's default logger; keep them quiet
+	// unless something is wrong.
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+
+	opt, err := parseOptions(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "sallyport-bench:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	h := &harness{opt: opt, reaper: &reaper{}, progress: stderr}
+	defer h.reaper.stopAll()
+	rep, err := h.run(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "sallyport-bench:", err)
+		return 1
+	}
+	printReport(stdout, rep)
+	if err := writeJSON(opt.out, rep); err != nil {
+		fmt.Fprintln(stderr, "sallyport-bench:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "\nresults written to %s\n", opt.out)
+	if rep.failed() {
+		fmt.Fprintln(stderr, "sallyport-bench: a path failed, or direct or sallyport calls returned errors; see above")
+		return 1
+	}
+	return 0
+}
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	root := repoRoot()
+	fs := flag.NewFlagSet("sallyport-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opt options
+	var paths string
+	fs.StringVar(&opt.sallyport, "sallyport", filepath.Join(root, "bin", "sallyport"), "sallyport binary")
+	fs.StringVar(&opt.nodeModules, "node-modules", "", "node_modules with the pinned npm packages (default $"+envNodeModules+", else the output of .ci/testdeps.sh)")
+	fs.StringVar(&opt.preload, "loopback-preload", filepath.Join(root, ".ci", "loopback.cjs"), "Node preload that keeps supergateway on 127.0.0.1")
+	fs.StringVar(&opt.backend, "backend", "everything", "backend: everything (server-everything echo) or demo (sallyport demo-server lookup_customer)")
+	fs.StringVar(&paths, "paths", "direct,sallyport,supergateway", "comma-separated paths to measure")
+	fs.StringVar(&opt.isolation, "isolation", isolationShared, "sallyport backend isolation: shared (one backend process for every session) or session (one per session)")
+	fs.IntVar(&opt.calls, "calls", 1000, "measured calls of the sequential workload")
+	fs.IntVar(&opt.warmup, "warmup", 100, "warm-up calls before each workload (split across the concurrent sessions)")
+	fs.IntVar(&opt.concurrency, "concurrency", 32, "client sessions of the concurrent workload")
+	fs.IntVar(&opt.concCalls, "conc-calls", 5000, "measured calls of the concurrent workload, in total")
+	fs.DurationVar(&opt.callTimeout, "call-timeout", 30*time.Second, "bound on one call")
+	fs.StringVar(&opt.sgLogLevel, "supergateway-log-level", "none", "supergateway --logLevel (none, info, debug); info logs every message")
+	fs.StringVar(&opt.out, "out", "bench-results.json", "JSON results file")
+	if err := fs.Parse(args); err != nil {
+		return opt, err
+	}
+	if fs.NArg() > 0 {
+		return opt, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	for p := range strings.SplitSeq(paths, ",") {
+		p = strings.TrimSpace(p)
+		switch p {
+		case "":
+			continue
+		case pathDirect, pathSallyport, pathSupergateway:
+			if !slices.Contains(opt.paths, p) {
+				opt.paths = append(opt.paths, p)
+			}
+		default:
+			return opt, fmt.Errorf("--paths: unknown path %q (want direct, sallyport, supergateway)", p)
+		}
+	}
+	switch {
+	case len(opt.paths) == 0:
+		return opt, errors.New("--paths: no path to measure")
+	case opt.backend != "everything" && opt.backend != "demo":
+		return opt, fmt.Errorf("--backend: %q is neither everything nor demo", opt.backend)
+	case opt.isolation != isolationShared && opt.isolation != isolationSession:
+		return opt, fmt.Errorf("--isolation: %q is neither shared nor session", opt.isolation)
+	case opt.calls < 1, opt.concCalls < 1, opt.concurrency < 1, opt.warmup < 0:
+		return opt, errors.New("--calls, --conc-calls and --concurrency must be at least 1, --warmup at least 0")
+	case opt.concurrency > 1000:
+		return opt, errors.New("--concurrency: at most 1000")
+	case opt.callTimeout <= 0:
+		return opt, errors.New("--call-timeout must be positive")
+	case !slices.Contains([]string{"none", "info", "debug"}, opt.sgLogLevel):
+		return opt, fmt.Errorf("--supergateway-log-level: %q is not none, info or debug", opt.sgLogLevel)
+	}
+	var err error
+	for _, p := range []*string{&opt.sallyport, &opt.preload, &opt.out} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return opt, err
+		}
+	}
+	return opt, nil
+}
+
+// repoRoot is the nearest directory above the working directory that holds
+// go.mod, or the working directory.
+func repoRoot() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		if filepath.Dir(dir) == dir {
+			return wd
+		}
+	}
+}
+
+// locateNodeModules returns $SALLYPORT_NODE_MODULES, or runs .ci/testdeps.sh
+// and returns the last line it prints.
+func locateNodeModules(ctx context.Context) (string, error) {
+	if dir := os.Getenv(envNodeModules); dir != "" {
+		return dir, nil
+	}
+	script := filepath.Join(repoRoot(), ".ci", "testdeps.sh")
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s failed (set --node-modules or %s): %w", script, envNodeModules, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1]), nil
+}
+
+// harness holds one run's state.
+type harness struct {
+	opt      options
+	reaper   *reaper
+	progress io.Writer
+	tmp      string
+	node     string
+	spec     backendSpec
+}
+
+func (h *harness) logf(format string, args ...any) {
+	fmt.Fprintf(h.progress, "sallyport-bench: "+format+"\n", args...)
+}
+
+// prepare resolves the binaries and packages the run needs and picks the
+// backend.
+func (h *harness) prepare(ctx context.Context) error {
+	needNode := h.opt.backend == "everything" || slices.Contains(h.opt.paths, pathSupergateway)
+	needSallyport := h.opt.backend == "demo" || slices.Contains(h.opt.paths, pathSallyport)
+	if needSallyport {
+		if fi, err := os.Stat(h.opt.sallyport); err != nil || fi.IsDir() {
+			return fmt.Errorf("no sallyport binary at %s (build it: go build -o bin/sallyport ./cmd/sallyport, or pass --sallyport)", h.opt.sallyport)
+		}
+	}
+	if needNode {
+		node, err := exec.LookPath("node")
+		if err != nil {
+			return errors.New("node is not on PATH")
+		}
+		if h.node, err = filepath.Abs(node); err != nil {
+			return err
+		}
+		if h.opt.nodeModules == "" {
+			if h.opt.nodeModules, err = locateNodeModules(ctx); err != nil {
+				return err
+			}
+		}
+		if h.opt.nodeModules, err = filepath.Abs(h.opt.nodeModules); err != nil {
+			return err
+		}
+		for _, pkg := range []string{"@modelcontextprotocol/server-everything", "supergateway"} {
+			if _, err := os.Stat(filepath.Join(h.opt.nodeModules, pkg, "package.json")); err != nil {
+				return fmt.Errorf("%s has no %s (run .ci/testdeps.sh)", h.opt.nodeModules, pkg)
+			}
+		}
+	}
+	switch h.opt.backend {
+	case "everything":
+		h.spec = everythingBackend(h.node, h.opt.nodeModules)
+	case "demo":
+		sandbox := filepath.Join(h.tmp, "sandbox")
+		if err := os.MkdirAll(sandbox, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(sandbox, "README.md"), []byte("# Bench sandbox\n"), 0o644); err != nil {
+			return err
+		}
+		h.spec = demoBackend(h.opt.sallyport, sandbox, filepath.Join(h.tmp, "outbox.jsonl"))
+	}
+	return nil
+}
+
+// run measures every requested path, one after another, and builds the
+// report. A path that fails is recorded as failed and the others still run.
+func (h *harness) run(ctx context.Context) (*Report, error) {
+	tmp, err := os.MkdirTemp("", "sallyport-bench-")
+	if err != nil {
+		return nil, err
+	}
+	h.tmp = tmp
+	defer os.RemoveAll(tmp)
+	defer h.reaper.stopAll() // before the folder their configs are in goes
+	if err := h.prepare(ctx); err != nil {
+		return nil, err
+	}
+	rep := newReport(h)
+	for _, name := range h.opt.paths {
+		if err := context.Cause(ctx); err != nil {
+			return nil, fmt.Errorf("interrupted: %w", err)
+		}
+		res := h.measurePath(ctx, name)
+		rep.Paths[name] = res
+		if res.Error != "" {
+			h.logf("%s: FAILED: %s", name, res.Error)
+		}
+	}
+	if err := context.Cause(ctx); err != nil {
+		return nil, fmt.Errorf("interrupted: %w", err)
+	}
+	rep.compute()
+	return rep, nil
+}
+
+// measurePath sets the path up, runs both workloads on it and tears it
+// down.
+func (h *harness) measurePath(ctx context.Context, name string) *PathResult {
+	res := &PathResult{}
+	var t *target
+	var err error
+	switch name {
+	case pathDirect:
+		t = h.directTarget()
+	case pathSallyport:
+		h.logf("%s: starting sallyport serve", name)
+		t, err = h.sallyportTarget(ctx)
+	case pathSupergateway:
+		h.logf("%s: starting supergateway", name)
+		t, err = h.supergatewayTarget(ctx)
+	}
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	if t.teardown != nil {
+		defer t.teardown()
+	}
+	res.Tool, res.Via = t.tool, t.description
+
+	// Sequential: one session.
+	h.logf("%s: sequential, %d calls after %d warm-up calls", name, h.opt.calls, h.opt.warmup)
+	s, err := h.openSessions(ctx, t, 1)
+	if err != nil {
+		res.Error = fmt.Sprintf("sequential: %v", err)
+		return res
+	}
+	seq, err := runWorkload(ctx, callers(s), h.opt.warmup, h.opt.calls, h.opt.callTimeout)
+	closeSessions(s)
+	if err != nil {
+		res.Error = fmt.Sprintf("sequential: %v", err)
+		return res
+	}
+	res.Sequential = &seq
+
+	// Concurrent: many sessions (or, for direct with shared isolation, many
+	// workers on one session).
+	n := h.opt.concurrency
+	h.logf("%s: concurrent, %d workers, %d calls in all after %d warm-up calls", name, n, h.opt.concCalls, h.opt.warmup)
+	var workers []caller
+	if t.shareConc {
+		s, err = h.openSessions(ctx, t, 1)
+		if err == nil {
+			for range n {
+				workers = append(workers, s[0].call)
+			}
+		}
+		res.ConcurrentSessions = 1
+	} else {
+		s, err = h.openSessions(ctx, t, n)
+		workers = callers(s)
+		res.ConcurrentSessions = n
+	}
+	if err != nil {
+		res.Error = fmt.Sprintf("concurrent: %v", err)
+		return res
+	}
+	res.ConcurrentWorkers = n
+	warmEach := (h.opt.warmup + n - 1) / n
+	conc, err := runWorkload(ctx, workers, warmEach, h.opt.concCalls, h.opt.callTimeout)
+	if t.gateway != nil {
+		// Read while the sessions (and their backends) are still open.
+		res.Memory = readMemory(t.gateway.pid())
+	}
+	closeSessions(s)
+	if err != nil {
+		res.Error = fmt.Sprintf("concurrent: %v", err)
+		return res
+	}
+	res.Concurrent = &conc
+	return res
+}
+
+// openSessions opens n sessions on t, a few at a time (each may start a
+// backend process). On error it closes the ones it opened.
+func (h *harness) openSessions(ctx context.Context, t *target, n int) ([]*session, error) {
+	const parallel = 4
+	out := make([]*session, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			octx, cancel := context.WithTimeout(ctx, readyWait)
+			defer cancel()
+			out[i], errs[i] = t.open(octx)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		closeSessions(out)
+		return nil, fmt.Errorf("open session: %w", err)
+	}
+	return out, nil
+}
+
+func callers(ss []*session) []caller {
+	out := make([]caller, len(ss))
+	for i, s := range ss {
+		out[i] = s.call
+	}
+	return out
+}
+
+// closeSessions closes the sessions, in parallel (closing an HTTP session
+// sends DELETE; closing a direct one stops its process).
+func closeSessions(ss []*session) {
+	var wg sync.WaitGroup
+	for _, s := range ss {
+		if s != nil {
+			wg.Go(s.stop)
+		}
+	}
+	wg.Wait()
+}
+
+// readMemory reads the gateway's peak and current resident set size, and
+// the number and summed resident size of the processes it has started.
+func readMemory(pid int) *Memory {
+	m := &Memory{GatewayPID: pid}
+	m.GatewayVmHWMKB, _ = statusKB(pid, "VmHWM")
+	m.GatewayVmRSSKB, _ = statusKB(pid, "VmRSS")
+	for _, q := range descendants(pid) {
+		if q.State == 'Z' {
+			continue
+		}
+		rss, err := statusKB(q.PID, "VmRSS")
+		if err != nil {
+			continue
+		}
+		m.ChildProcesses++
+		m.ChildRSSKB += rss
+	}
+	return m
+}
+
+// hostInfo describes the machine, for the report.
+func hostInfo() Host {
+	h := Host{CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, Go: runtime.Version()}
+	if out, err := exec.Command("node", "--version").Output(); err == nil {
+		h.Node = strings.TrimSpace(string(out))
+	}
+	return h
+}
