@@ -134,9 +134,28 @@ func (l *Leg) List(ctx context.Context, kind string) ([]Entry, error) {
 	return entries, nil
 }
 
+// Cached looks a tool or prompt up in the cached catalog only; cached is
+// false when the catalog must be listed first (see Lookup).
+func (l *Leg) Cached(kind, name string) (e Entry, found, cached bool) {
+	c := l.catalog(kind)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.valid {
+		return Entry{}, false, false
+	}
+	i, ok := c.byName[name]
+	if !ok {
+		return Entry{}, false, true
+	}
+	return c.entries[i], true, true
+}
+
 // Lookup returns the definition of one tool or prompt by its backend name,
 // listing the backend first if the catalog is not cached.
 func (l *Leg) Lookup(ctx context.Context, kind, name string) (Entry, bool, error) {
+	if e, found, cached := l.Cached(kind, name); cached {
+		return e, found, nil
+	}
 	entries, err := l.List(ctx, kind)
 	if err != nil {
 		return Entry{}, false, err

@@ -361,59 +361,33 @@ func (h *HTTP) post(w http.ResponseWriter, r *http.Request) {
 	h.serveRequest(w, r, hs, msg)
 }
 
-// serveRequest hands a request to the session and writes what comes back
-// for it: the answer alone as JSON, or, when related messages come first
-// and the client accepts it, an SSE stream that ends with the answer.
+// serveRequest serves a request on the handler's own goroutine and writes
+// its answer as JSON. When related messages (progress) come first and the
+// client accepts SSE, a writer goroutine upgrades the response to an event
+// stream, sends them as they come, and ends the stream with the answer.
 func (h *HTTP) serveRequest(w http.ResponseWriter, r *http.Request, hs *httpSession, msg *jsonrpc.Message) {
 	key := jsonrpc.IDKey(msg.ID)
-	ps := &postStream{ch: make(chan *jsonrpc.Message, streamBuffer), done: make(chan struct{})}
+	ps := &postStream{w: w, sseOK: accepts(r, "text/event-stream"), ch: make(chan *jsonrpc.Message, streamBuffer), done: make(chan struct{})}
 	if !hs.addPost(key, ps) {
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "request id is already in use by a request in flight")
 		return
 	}
-	release := sync.OnceFunc(func() { hs.removePost(key, ps) })
-	defer release()
-	sseOK := accepts(r, "text/event-stream")
-	initialize := msg.Method == "initialize"
-	hs.s.HandleMessage(msg)
-
-	var sse *wire.SSEWriter
-	for {
-		select {
-		case m := <-ps.ch:
-			if m.IsResponse() && jsonrpc.IDKey(m.ID) == key {
-				// Free the id before the client can see the answer and reuse it.
-				release()
-				if initialize && m.Error != nil {
-					h.dropSession(hs)
-				}
-				if sse != nil {
-					sse.Write(wire.Event{Event: "message", Data: m.Encode()})
-					return
-				}
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusOK)
-				w.Write(m.Encode())
-				return
-			}
-			if sse == nil {
-				if !sseOK {
-					hs.toStream(m)
-					continue
-				}
-				sse = wire.NewSSEWriter(w)
-			}
-			if err := sse.Write(wire.Event{Event: "message", Data: m.Encode()}); err != nil {
-				return
-			}
-		case <-r.Context().Done():
-			// A dropped connection is not a cancellation (Streamable HTTP,
-			// legacy era): the request goes on, its answer is dropped.
-			return
-		case <-hs.s.Done():
-			return
-		}
+	answer := hs.s.Serve(msg)
+	// Free the id before the client can see the answer and reuse it.
+	hs.removePost(key, ps)
+	if answer != nil && msg.Method == "initialize" && answer.Error != nil {
+		h.dropSession(hs)
 	}
+	if ps.finish(answer) {
+		return // the stream writer sent it
+	}
+	if answer == nil {
+		httpError(w, http.StatusNotFound, jsonrpc.CodeInvalidRequest, "session closed")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(answer.Encode())
 }
 
 // get opens the session's stream for messages not tied to a request.
@@ -559,9 +533,79 @@ type httpSession struct {
 	lastActive time.Time
 }
 
+// postStream is where a POSTed request's related messages go, and for
+// the GET stream, every unrelated message.
 type postStream struct {
 	ch   chan *jsonrpc.Message
 	done chan struct{}
+
+	// For POST streams: the response to upgrade to SSE on the first
+	// related message, and the writer goroutine's state.
+	w         http.ResponseWriter
+	sseOK     bool
+	mu        sync.Mutex
+	streaming bool          // a writer goroutine owns w
+	finished  bool          // the answer has been handed over
+	written   chan struct{} // closed when the writer goroutine is done
+}
+
+// push queues a related message, starting the SSE writer on the first
+// one. It reports false when the client does not accept SSE, so the
+// message should go to the GET stream instead. A message that comes after
+// the answer is dropped: its request is over.
+func (ps *postStream) push(m *jsonrpc.Message) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if !ps.sseOK {
+		return false
+	}
+	if ps.finished {
+		return true
+	}
+	if !ps.streaming {
+		ps.streaming = true
+		ps.written = make(chan struct{})
+		go ps.writeStream()
+	}
+	select {
+	case ps.ch <- m:
+	default: // a slow client loses notifications, never answers
+	}
+	return true
+}
+
+// writeStream writes the event stream until the answer (or nil: no
+// answer) has been written.
+func (ps *postStream) writeStream() {
+	defer close(ps.written)
+	sse := wire.NewSSEWriter(ps.w)
+	broken := false
+	for m := range ps.ch {
+		if m == nil {
+			return
+		}
+		if !broken && sse.Write(wire.Event{Event: "message", Data: m.Encode()}) != nil {
+			broken = true // the client went away; keep draining
+		}
+		if m.IsResponse() {
+			return
+		}
+	}
+}
+
+// finish hands the answer over. It reports whether the stream writer took
+// it (and has written it); otherwise the caller writes it as JSON.
+func (ps *postStream) finish(answer *jsonrpc.Message) bool {
+	ps.mu.Lock()
+	ps.finished = true
+	streaming := ps.streaming
+	ps.mu.Unlock()
+	if !streaming {
+		return false
+	}
+	ps.ch <- answer // a nil answer ends the stream without one
+	<-ps.written
+	return true
 }
 
 func (hs *httpSession) touch() {
@@ -641,34 +685,24 @@ func (hs *httpSession) toStream(m *jsonrpc.Message) {
 	hs.backlog = append(hs.backlog, m)
 }
 
-// Send implements proxy.Sink. An answer goes to the POST waiting for it
-// (never dropped while that POST is open); a related message goes to its
-// request's POST stream; anything else to the GET stream.
+// Send implements proxy.Sink. A message related to a request in flight
+// goes to that request's POST stream when the client accepts SSE;
+// anything else goes to the GET stream. Answers to requests are returned
+// by Session.Serve and written by serveRequest, so an answer arriving here
+// has nobody waiting for it and is dropped.
 func (hs *httpSession) Send(m *jsonrpc.Message, related json.RawMessage) {
-	var target *postStream
+	if m.IsResponse() {
+		return
+	}
 	if related != nil {
 		hs.mu.Lock()
-		target = hs.posts[jsonrpc.IDKey(related)]
+		ps := hs.posts[jsonrpc.IDKey(related)]
 		hs.mu.Unlock()
-	}
-	if target == nil {
-		if m.IsResponse() {
-			return // its POST is gone: nobody to answer
+		if ps != nil && ps.push(m) {
+			return
 		}
-		hs.toStream(m)
-		return
 	}
-	if m.IsResponse() {
-		select {
-		case target.ch <- m:
-		case <-target.done:
-		}
-		return
-	}
-	select {
-	case target.ch <- m:
-	default: // a slow client loses notifications, never answers
-	}
+	hs.toStream(m)
 }
 
 var _ proxy.Sink = (*httpSession)(nil)

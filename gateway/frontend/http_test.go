@@ -316,3 +316,40 @@ func alive(pid int) bool {
 }
 
 var _ = json.Valid
+
+func TestProgressUpgradesTheAnswerToAnEventStream(t *testing.T) {
+	f := newFixture(t, nil)
+	sid := f.initialize(t, f.alice)
+	h := map[string]string{"Authorization": "Bearer " + f.alice, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+	call := `{"jsonrpc":"2.0","id":"r1","method":"tools/call","params":{"name":"demo__generate_report","arguments":{"seconds":0.2,"steps":3},"_meta":{"progressToken":7}}}`
+
+	t.Run("a client that accepts SSE gets the progress, then the answer", func(t *testing.T) {
+		r := f.do(t, "POST", call, h)
+		if r.status != 200 || r.header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("status %d, content type %q", r.status, r.header.Get("Content-Type"))
+		}
+		body := string(r.body)
+		if n := strings.Count(body, `"method":"notifications/progress"`); n == 0 || !strings.Contains(body, `"progressToken":7`) {
+			t.Fatalf("no progress under the client's token in the stream:\n%s", body)
+		}
+		if r.msg == nil || string(r.msg.ID) != `"r1"` || r.msg.Error != nil {
+			t.Fatalf("the stream does not end with the answer:\n%s", body)
+		}
+	})
+	t.Run("a client that accepts only JSON gets the answer as JSON", func(t *testing.T) {
+		hj := map[string]string{"Accept": "application/json"}
+		for k, v := range h {
+			hj[k] = v
+		}
+		r := f.do(t, "POST", call, hj)
+		if r.status != 200 || r.header.Get("Content-Type") != "application/json" || r.msg == nil || r.msg.Error != nil {
+			t.Fatalf("status %d %q: %s", r.status, r.header.Get("Content-Type"), r.body)
+		}
+	})
+	t.Run("a call without progress is answered as plain JSON", func(t *testing.T) {
+		r := f.do(t, "POST", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"demo__list_files","arguments":{}}}`, h)
+		if r.header.Get("Content-Type") != "application/json" || r.msg == nil || r.msg.Error != nil {
+			t.Fatalf("%q: %s", r.header.Get("Content-Type"), r.body)
+		}
+	})
+}

@@ -111,36 +111,22 @@ func (s *Session) Busy() bool {
 }
 
 // HandleMessage takes one message from the client. Requests are served
-// concurrently; their answers go to the sink. It never blocks on a backend.
+// concurrently, each on its own goroutine; their answers go to the sink.
+// It never blocks on a backend.
 func (s *Session) HandleMessage(msg *jsonrpc.Message) {
 	switch {
 	case msg.IsRequest():
-		key := jsonrpc.IDKey(msg.ID)
-		s.mu.Lock()
-		if s.state == stateClosed {
-			s.mu.Unlock()
-			s.sink.Send(jsonrpc.NewError(msg.ID, gateway.CodeInvalidRequest, "session is closed", nil), msg.ID)
+		ctx, done, refusal := s.begin(msg)
+		if refusal != nil {
+			s.sink.Send(refusal, msg.ID)
 			return
 		}
-		if _, dup := s.inflight[key]; dup {
-			s.mu.Unlock()
-			s.sink.Send(jsonrpc.NewError(msg.ID, gateway.CodeInvalidRequest, "request id is already in use by a request in flight", nil), msg.ID)
-			return
-		}
-		ctx, cancel := context.WithCancelCause(s.ctx)
-		s.inflight[key] = cancel
-		s.requests.Add(1)
-		s.mu.Unlock()
-		release := sync.OnceFunc(func() {
-			s.mu.Lock()
-			delete(s.inflight, key)
-			s.mu.Unlock()
-		})
 		go func() {
-			defer s.requests.Done()
-			defer cancel(nil)
-			defer release()
-			s.serve(ctx, msg, release)
+			answer := s.serve(ctx, msg)
+			done()
+			if answer != nil {
+				s.sink.Send(answer, msg.ID)
+			}
 		}()
 	case msg.IsNotification():
 		s.clientNotification(msg)
@@ -149,6 +135,46 @@ func (s *Session) HandleMessage(msg *jsonrpc.Message) {
 		// no client capabilities yet, so none are expected.
 		s.log.Debug("unexpected response from the client dropped")
 	}
+}
+
+// Serve serves one request on the caller's goroutine and returns its
+// answer, or nil when there is none to give (the client cancelled the
+// request, or the session closed). Messages related to the request
+// (progress) go to the sink while it runs. The request's id is free again
+// when Serve returns.
+func (s *Session) Serve(msg *jsonrpc.Message) *jsonrpc.Message {
+	ctx, done, refusal := s.begin(msg)
+	if refusal != nil {
+		return refusal
+	}
+	defer done()
+	return s.serve(ctx, msg)
+}
+
+// begin registers a request in flight under its id, so the client can
+// cancel it; done unregisters it. A request that cannot begin (closed
+// session, id already in flight) gets its refusal instead.
+func (s *Session) begin(msg *jsonrpc.Message) (ctx context.Context, done func(), refusal *jsonrpc.Message) {
+	key := jsonrpc.IDKey(msg.ID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == stateClosed {
+		return nil, nil, jsonrpc.NewError(msg.ID, gateway.CodeInvalidRequest, "session is closed", nil)
+	}
+	if _, dup := s.inflight[key]; dup {
+		return nil, nil, jsonrpc.NewError(msg.ID, gateway.CodeInvalidRequest, "request id is already in use by a request in flight", nil)
+	}
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	s.inflight[key] = cancel
+	s.requests.Add(1)
+	done = sync.OnceFunc(func() {
+		s.mu.Lock()
+		delete(s.inflight, key)
+		s.mu.Unlock()
+		cancel(nil)
+		s.requests.Done()
+	})
+	return ctx, done, nil
 }
 
 // Close ends the session: requests in flight are cancelled and the
@@ -222,10 +248,9 @@ func (s *Session) newExchange(dir gateway.Direction, kind gateway.Kind, method s
 
 // serve answers one client request: it routes it, passes it through the
 // pipeline, forwards it or answers it, and passes the answer back through
-// the pipeline to the client. release frees the request's id; it is called
-// before the answer is sent, so a client may reuse the id as soon as it has
-// its answer.
-func (s *Session) serve(ctx context.Context, msg *jsonrpc.Message, release func()) {
+// the pipeline. It returns the answer for the client, or nil when there is
+// none to give.
+func (s *Session) serve(ctx context.Context, msg *jsonrpc.Message) *jsonrpc.Message {
 	var result *jsonrpc.Message // the answer, with the backend's id
 	x := s.newExchange(gateway.ClientToBackend, gateway.KindRequest, msg.Method, msg, nil)
 	route := s.route(ctx, x)
@@ -236,27 +261,29 @@ func (s *Session) serve(ctx context.Context, msg *jsonrpc.Message, release func(
 	})
 	err := s.g.chain.Handle(ctx, x)
 	if ctx.Err() != nil && errors.Is(context.Cause(ctx), errClientCancelled) {
-		return // the client gave up on it: no answer (MCP cancellation)
+		return nil // the client gave up on it: no answer (MCP cancellation)
 	}
 	if s.isClosed() {
-		return
+		return nil
 	}
 	if err != nil {
-		release()
-		s.sink.Send(errorAnswer(msg.ID, err), msg.ID)
-		return
+		return errorAnswer(msg.ID, err)
 	}
-	answer := &jsonrpc.Message{ID: msg.ID, Result: result.Result, Error: result.Error}
-	rx := s.newExchange(gateway.BackendToClient, gateway.KindResult, msg.Method, answer, func(_ context.Context, rx *gateway.Exchange) error {
-		release()
-		s.sink.Send(rx.Message, msg.ID)
-		return nil
-	})
+	var answer *jsonrpc.Message
+	rx := s.newExchange(gateway.BackendToClient, gateway.KindResult, msg.Method,
+		&jsonrpc.Message{ID: msg.ID, Result: result.Result, Error: result.Error},
+		func(_ context.Context, rx *gateway.Exchange) error {
+			answer = rx.Message
+			return nil
+		})
 	rx.Backend, rx.Target, rx.Request = x.Backend, x.Target, x
 	if err := s.g.chain.Handle(ctx, rx); err != nil {
-		release()
-		s.sink.Send(errorAnswer(msg.ID, err), msg.ID)
+		return errorAnswer(msg.ID, err)
 	}
+	if answer == nil { // a stage neither passed nor refused it
+		return errorAnswer(msg.ID, gateway.Errorf(gateway.CodeInternal, "the pipeline did not deliver the answer"))
+	}
+	return answer
 }
 
 // newExchangeFrom gives x its delivery step once routing has filled it in.
@@ -334,11 +361,15 @@ func (s *Session) routeNamed(ctx context.Context, x *gateway.Exchange, kind, arg
 	x.Backend, x.Target = id, target
 	x.Arguments, _ = jsonrpc.Member(params, argsKey)
 	leg := s.leg(id)
-	lctx, cancel := context.WithTimeout(ctx, spec.Timeouts.Startup.D()+spec.Timeouts.Request.D())
-	defer cancel()
-	entry, found, err := leg.Lookup(lctx, kind, target)
-	if err != nil {
-		return fail(err)
+	entry, found, cached := leg.Cached(kind, target)
+	if !cached {
+		lctx, cancel := context.WithTimeout(ctx, spec.Timeouts.Startup.D()+spec.Timeouts.Request.D())
+		var err error
+		entry, found, err = leg.Lookup(lctx, kind, target)
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
 	}
 	if !found {
 		return fail(gateway.Errorf(gateway.CodeInvalidParams, "unknown %s %q", what, name))
