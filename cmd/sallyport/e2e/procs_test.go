@@ -208,6 +208,9 @@ func (p *proc) stop(t testing.TB) {
 			_ = syscall.Kill(q.PID, syscall.SIGKILL)
 		}
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		// SIGKILL is not instant: wait (bounded) until they are gone, so
+		// nothing outlives the test.
+		waitFor(leftoverWait, func() bool { return len(leftovers(pid, p.marker, before)) == 0 })
 	}
 }
 
