@@ -36,10 +36,10 @@ func TestMain(m *testing.M) {
 }
 
 type fixture struct {
-	srv          *httptest.Server
-	front        *HTTP
-	alice, bob   string
-	host, origin string
+	srv        *httptest.Server
+	front      *HTTP
+	alice, bob string
+	host       string
 }
 
 func newFixture(t *testing.T, mutate func(*config.Config)) *fixture {
