@@ -52,8 +52,9 @@ type Hooks struct {
 	// routed to the call it belongs to). list_changed notifications have
 	// already invalidated the leg's catalog when it is called.
 	Notification func(l *Leg, msg *jsonrpc.Message)
-	// Request receives server→client requests other than ping. The hook
-	// must answer each eventually with l.Respond. Nil answers -32601.
+	// Request receives server→client requests (ping included). The hook
+	// must answer each eventually with l.Respond. When it is nil the leg
+	// answers ping itself and everything else with -32601.
 	Request func(l *Leg, msg *jsonrpc.Message)
 	// Ready is called each time the leg has initialized a backend.
 	Ready func(l *Leg, init InitResult)
@@ -527,7 +528,7 @@ func (r *receiver) Message(msg *jsonrpc.Message) {
 	case msg.IsNotification():
 		l.notification(r.gen, msg)
 	case msg.IsRequest():
-		if msg.Method == "ping" {
+		if l.opts.Hooks.Request == nil && msg.Method == "ping" {
 			_ = l.Respond(context.Background(), jsonrpc.NewResult(msg.ID, json.RawMessage(`{}`)))
 			return
 		}

@@ -96,6 +96,8 @@ func (s *Session) initialize(ctx context.Context, x *gateway.Exchange) (*jsonrpc
 		s.mu.Unlock()
 		return nil, gateway.Errorf(gateway.CodeInvalidRequest, "session is already initialized")
 	}
+	// Known before any leg starts: legs offer backends what the client offers.
+	s.clientCaps = p.Capabilities
 	s.mu.Unlock()
 
 	// Learn the capabilities of backends no session has started yet.
@@ -159,6 +161,5 @@ func (s *Session) initialize(ctx context.Context, x *gateway.Exchange) (*jsonrpc
 	info.ProtocolVersion = version
 	info.ClientName, info.ClientVersion = p.ClientInfo.Name, p.ClientInfo.Version
 	s.info.Store(&info)
-	s.clientCaps = p.Capabilities
 	return &jsonrpc.Message{Result: json.RawMessage(result)}, nil
 }

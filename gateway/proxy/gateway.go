@@ -92,13 +92,15 @@ func New(opts Options) *Gateway {
 		g.backends = append(g.backends, b)
 		g.byID[b.ID] = b
 		if b.Isolation == "shared" {
-			g.shared[b.ID] = g.newLeg(b, backend.Hooks{Notification: g.sharedNotification})
+			g.shared[b.ID] = g.newLeg(b, backend.Hooks{Notification: g.sharedNotification}, nil)
 		}
 	}
 	return g
 }
 
-func (g *Gateway) newLeg(b *config.Backend, hooks backend.Hooks) *backend.Leg {
+// newLeg returns a leg for backend b. caps are the client capabilities
+// offered to the backend (nil: none).
+func (g *Gateway) newLeg(b *config.Backend, hooks backend.Hooks, caps json.RawMessage) *backend.Leg {
 	hooks.Ready = func(l *backend.Leg, init backend.InitResult) {
 		g.capsMu.Lock()
 		g.caps[l.ID()] = init
@@ -110,6 +112,7 @@ func (g *Gateway) newLeg(b *config.Backend, hooks backend.Hooks) *backend.Leg {
 		HTTPClient:    g.httpClient,
 		ClientName:    "sallyport",
 		ClientVersion: g.version,
+		Capabilities:  caps,
 		Hooks:         hooks,
 	})
 }

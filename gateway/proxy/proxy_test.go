@@ -23,6 +23,10 @@ import (
 // The test binary doubles as a real MCP backend: with SALLYPORT_TEST_BACKEND
 // set it runs the demo server over stdio instead of the tests.
 func TestMain(m *testing.M) {
+	if os.Getenv("SALLYPORT_TEST_SAMPLER") != "" {
+		samplingBackend()
+		os.Exit(0)
+	}
 	if os.Getenv("SALLYPORT_TEST_LISTCHANGED") != "" {
 		listChangingBackend()
 		os.Exit(0)
@@ -332,4 +336,93 @@ func TestBackendListChangedRelistsAndNotifies(t *testing.T) {
 	if resp := sink.await(t, "2"); resp.Error != nil {
 		t.Fatalf("call to the new tool: %v", resp.Error)
 	}
+}
+
+// samplingBackend is a raw stdio MCP server whose "ask" tool sends the
+// client a sampling/createMessage request (id "b-7") and returns what the
+// answer said, or the error it got.
+func samplingBackend() {
+	in := bufio.NewReader(os.Stdin)
+	var pendingCall json.RawMessage
+	for {
+		line, err := in.ReadString('\n')
+		if err != nil {
+			return
+		}
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			Result json.RawMessage `json:"result"`
+			Error  json.RawMessage `json:"error"`
+			Params json.RawMessage `json:"params"`
+		}
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		switch {
+		case m.Method == "initialize":
+			fmt.Printf(`{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"sampler","version":"1"},"echoCaps":%s}}`+"\n", m.ID, m.Params)
+		case m.Method == "tools/list":
+			fmt.Printf(`{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"ask","inputSchema":{"type":"object"}},{"name":"caps","inputSchema":{"type":"object"}}]}}`+"\n", m.ID)
+		case m.Method == "tools/call" && strings.Contains(string(m.Params), `"caps"`):
+			fmt.Printf(`{"jsonrpc":"2.0","id":%s,"result":{"content":[]}}`+"\n", m.ID)
+		case m.Method == "tools/call":
+			pendingCall = m.ID
+			fmt.Println(`{"jsonrpc":"2.0","id":"b-7","method":"sampling/createMessage","params":{"messages":[{"role":"user","content":{"type":"text","text":"hi"}}],"maxTokens":5}}`)
+		case m.Method == "" && string(m.ID) == `"b-7"`:
+			got := m.Result
+			if got == nil {
+				got = m.Error
+			}
+			b, _ := json.Marshal(string(got))
+			fmt.Printf(`{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":%s}]}}`+"\n", pendingCall, b)
+		}
+	}
+}
+
+func TestSamplingIsRelayedToTheOwningClient(t *testing.T) {
+	exe, _ := os.Executable()
+	g := newTestGateway(t, testConfig(t, config.Backend{ID: "s", Command: exe, Env: map[string]string{"SALLYPORT_TEST_SAMPLER": "1"}}))
+
+	t.Run("a client that declared sampling answers under the gateway's id", func(t *testing.T) {
+		sink := newSink()
+		s, _ := g.NewSession(NewSessionID(), "test", gateway.Principal{ID: "alice"}, sink)
+		s.HandleMessage(request(0, "initialize", `{"protocolVersion":"2025-11-25","capabilities":{"sampling":{},"experimental":{"x":{}}},"clientInfo":{"name":"t","version":"1"}}`))
+		sink.await(t, "0")
+		s.HandleMessage(request(1, "tools/call", `{"name":"s__ask","arguments":{}}`))
+		var req *jsonrpc.Message
+		select {
+		case req = <-sink.ch:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no sampling request reached the client")
+		}
+		if req.Method != "sampling/createMessage" || string(req.ID) == `"b-7"` {
+			t.Fatalf("client got %s", req.Encode())
+		}
+		s.HandleMessage(jsonrpc.NewResult(req.ID, json.RawMessage(`{"role":"assistant","content":{"type":"text","text":"sampled!"},"model":"m"}`)))
+		resp := sink.await(t, "1")
+		if resp.Error != nil || !strings.Contains(string(resp.Result), `sampled!`) {
+			t.Fatalf("tool result %s %v", resp.Result, resp.Error)
+		}
+		// An answer to nothing the gateway asked is dropped, not forwarded.
+		s.HandleMessage(jsonrpc.NewResult(json.RawMessage(`"b-7"`), json.RawMessage(`{}`)))
+	})
+	t.Run("a client that did not declare sampling is never asked", func(t *testing.T) {
+		sink := newSink()
+		s, _ := g.NewSession(NewSessionID(), "test", gateway.Principal{ID: "bob"}, sink)
+		s.HandleMessage(request(0, "initialize", `{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}`))
+		sink.await(t, "0")
+		s.HandleMessage(request(1, "tools/call", `{"name":"s__ask","arguments":{}}`))
+		resp := sink.await(t, "1")
+		if !strings.Contains(string(resp.Result), `-32601`) {
+			t.Fatalf("backend should have been refused: %s", resp.Result)
+		}
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		for _, m := range sink.msgs {
+			if m.Method == "sampling/createMessage" {
+				t.Fatal("client without sampling got a sampling request")
+			}
+		}
+	})
 }

@@ -50,9 +50,16 @@ type Session struct {
 	clientCaps json.RawMessage
 	legs       map[string]*backend.Leg
 	inflight   map[string]context.CancelCauseFunc
-	requests   sync.WaitGroup
-	closeOnce  sync.Once
-	closed     chan struct{}
+	// serverReqs are the backends' requests waiting for the client's
+	// answer, by the id the gateway gave them toward the client.
+	serverReqs map[string]*serverRequest
+	nextSrvID  int64
+	// legCalls are the client requests in flight per backend leg, so a
+	// backend's request can go on the stream of a request that caused it.
+	legCalls  map[*backend.Leg][]json.RawMessage
+	requests  sync.WaitGroup
+	closeOnce sync.Once
+	closed    chan struct{}
 }
 
 // NewSessionID returns a new session id: 128 bits from crypto/rand, hex.
@@ -67,15 +74,17 @@ func NewSessionID() string {
 func (g *Gateway) NewSession(id, transport string, p gateway.Principal, sink Sink) (*Session, error) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	s := &Session{
-		g:         g,
-		log:       g.log.With(slog.String("session", id)),
-		sink:      sink,
-		principal: p,
-		ctx:       ctx,
-		cancel:    cancel,
-		legs:      map[string]*backend.Leg{},
-		inflight:  map[string]context.CancelCauseFunc{},
-		closed:    make(chan struct{}),
+		g:          g,
+		log:        g.log.With(slog.String("session", id)),
+		sink:       sink,
+		principal:  p,
+		ctx:        ctx,
+		cancel:     cancel,
+		legs:       map[string]*backend.Leg{},
+		inflight:   map[string]context.CancelCauseFunc{},
+		serverReqs: map[string]*serverRequest{},
+		legCalls:   map[*backend.Leg][]json.RawMessage{},
+		closed:     make(chan struct{}),
 	}
 	s.info.Store(&gateway.SessionInfo{ID: id, Transport: transport})
 	g.mu.Lock()
@@ -131,9 +140,7 @@ func (s *Session) HandleMessage(msg *jsonrpc.Message) {
 	case msg.IsNotification():
 		s.clientNotification(msg)
 	default:
-		// Answers to server→client requests: the gateway offers backends
-		// no client capabilities yet, so none are expected.
-		s.log.Debug("unexpected response from the client dropped")
+		s.clientResponse(msg)
 	}
 }
 
@@ -215,7 +222,7 @@ func (s *Session) leg(id string) *backend.Leg {
 	l := s.legs[id]
 	if l == nil {
 		spec := s.g.byID[id]
-		l = s.g.newLeg(spec, backend.Hooks{Notification: s.backendNotification})
+		l = s.g.newLeg(spec, backend.Hooks{Notification: s.backendNotification, Request: s.serverRequest}, s.relayedCapsLocked())
 		if s.state == stateClosed {
 			l.Close(context.Background())
 		}
@@ -382,6 +389,7 @@ func (s *Session) routeNamed(ctx context.Context, x *gateway.Exchange, kind, arg
 		if clientToken != nil {
 			progress = s.progressForwarder(ctx, x, clientToken)
 		}
+		defer s.trackLegCall(leg, x.Message.ID)()
 		return leg.Call(ctx, x.Method, fwd, progress)
 	}
 }
@@ -445,6 +453,16 @@ func (s *Session) clientNotification(msg *jsonrpc.Message) {
 			}
 			return nil
 		}
+	case "notifications/roots/list_changed":
+		// Only this client's own backends hear that its roots changed.
+		deliver = func(ctx context.Context, x *gateway.Exchange) error {
+			for _, l := range s.runningLegs() {
+				if err := l.Notify(ctx, msg.Method, msg.Params); err != nil {
+					s.log.Debug("roots/list_changed not delivered", slog.String("backend", l.ID()), slog.String("err", err.Error()))
+				}
+			}
+			return nil
+		}
 	default:
 		deliver = func(context.Context, *gateway.Exchange) error {
 			s.log.Debug("client notification not forwarded", slog.String("method", msg.Method))
@@ -463,8 +481,10 @@ func (s *Session) backendNotification(l *backend.Leg, msg *jsonrpc.Message) {
 	switch msg.Method {
 	case "notifications/tools/list_changed", "notifications/prompts/list_changed":
 		s.listChanged(l, msg.Method)
-	case "notifications/message":
+	case "notifications/message", "notifications/elicitation/complete":
 		s.notifyClient(l.ID(), msg)
+	case "notifications/cancelled":
+		s.serverRequestCancelled(l, msg)
 	default:
 		s.log.Debug("backend notification not forwarded", slog.String("backend", l.ID()), slog.String("method", msg.Method))
 	}
