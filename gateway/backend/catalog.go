@@ -13,6 +13,26 @@ import (
 // maxListPages bounds how many pages of one list the gateway follows.
 const maxListPages = 100
 
+// maxKeyLen bounds a resource URI or URI template the gateway accepts.
+const maxKeyLen = 4096
+
+func (k listKind) capability() string {
+	switch k.method {
+	case "tools/list":
+		return "tools"
+	case "prompts/list":
+		return "prompts"
+	}
+	return "resources"
+}
+
+// Offers reports whether the running backend announced a capability
+// ("tools", "prompts", "resources", "logging", "completions").
+func (l *Leg) Offers(capability string) bool {
+	_, ok := jsonrpc.Member(l.Init().Capabilities, capability)
+	return ok
+}
+
 // validName is what the gateway accepts as a backend tool or prompt name
 // (the MCP tool-name rules: 1-128 of [A-Za-z0-9_.-]).
 var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
@@ -42,11 +62,20 @@ func (c *catalog) invalidate() {
 	c.mu.Unlock()
 }
 
-// listKinds maps a catalog kind to its list method and result member.
-var listKinds = map[string][2]string{
-	"tools":     {"tools/list", "tools"},
-	"prompts":   {"prompts/list", "prompts"},
-	"resources": {"resources/list", "resources"},
+// listKind says how to list one kind of catalog.
+type listKind struct {
+	method string // list method
+	member string // result member holding the entries
+	key    string // entry member that names it
+	mcp    bool   // the key must be a valid MCP tool/prompt name
+}
+
+// listKinds are the catalogs a leg can cache.
+var listKinds = map[string]listKind{
+	"tools":     {"tools/list", "tools", "name", true},
+	"prompts":   {"prompts/list", "prompts", "name", true},
+	"resources": {"resources/list", "resources", "uri", false},
+	"templates": {"resources/templates/list", "resourceTemplates", "uriTemplate", false},
 }
 
 func (l *Leg) catalog(kind string) *catalog {
@@ -62,9 +91,10 @@ func (l *Leg) catalog(kind string) *catalog {
 
 func (l *Leg) invalidate(kind string) { l.catalog(kind).invalidate() }
 
-// List returns the backend's tools or prompts ("tools", "prompts"),
-// following every page, from cache when it is still valid. Entries whose
-// name is missing or not a valid MCP name are left out and logged.
+// List returns one of the backend's lists ("tools", "prompts",
+// "resources", "templates"), following every page, from cache when it is
+// still valid. Entries whose name (or URI, or URI template) is missing or
+// invalid are left out and logged.
 func (l *Leg) List(ctx context.Context, kind string) ([]Entry, error) {
 	c := l.catalog(kind)
 	c.mu.Lock()
@@ -80,29 +110,41 @@ func (l *Leg) List(ctx context.Context, kind string) ([]Entry, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown list %q", kind)
 	}
+	if err := l.Ensure(ctx); err != nil {
+		return nil, err
+	}
+	if !l.Offers(k.capability()) {
+		// A backend that does not offer the feature has an empty list.
+		c.mu.Lock()
+		if c.epoch == epoch {
+			c.valid, c.entries, c.byName = true, nil, map[string]int{}
+		}
+		c.mu.Unlock()
+		return nil, nil
+	}
 	var entries []Entry
 	byName := map[string]int{}
 	var cursor json.RawMessage
 	for page := 0; ; page++ {
 		if page == maxListPages {
-			return nil, fmt.Errorf("%s: more than %d pages", k[0], maxListPages)
+			return nil, fmt.Errorf("%s: more than %d pages", k.method, maxListPages)
 		}
 		var params json.RawMessage
 		if cursor != nil {
 			params = jsonrpc.SetMember(nil, "cursor", cursor)
 		}
-		resp, err := l.Call(ctx, k[0], params, nil)
+		resp, err := l.Call(ctx, k.method, params, nil)
 		if err != nil {
 			return nil, err
 		}
 		if resp.Error != nil {
-			return nil, fmt.Errorf("%s: backend answered error %d: %s", k[0], resp.Error.Code, resp.Error.Message)
+			return nil, fmt.Errorf("%s: backend answered error %d: %s", k.method, resp.Error.Code, resp.Error.Message)
 		}
-		arr, _ := jsonrpc.Member(resp.Result, k[1])
+		arr, _ := jsonrpc.Member(resp.Result, k.member)
 		err = jsonrpc.EachElement(arr, func(_ int, v json.RawMessage) bool {
-			rawName, _ := jsonrpc.Member(v, "name")
+			rawName, _ := jsonrpc.Member(v, k.key)
 			name, ok := jsonrpc.Unquote(rawName)
-			if !ok || !validName.MatchString(name) {
+			if !ok || name == "" || (k.mcp && !validName.MatchString(name)) || len(name) > maxKeyLen {
 				l.log.Warn("backend list entry with an invalid name left out", "list", kind, "name", string(rawName))
 				return true
 			}
@@ -115,14 +157,14 @@ func (l *Leg) List(ctx context.Context, kind string) ([]Entry, error) {
 			return true
 		})
 		if err != nil {
-			return nil, fmt.Errorf("%s: malformed result: %w", k[0], err)
+			return nil, fmt.Errorf("%s: malformed result: %w", k.method, err)
 		}
 		next, ok := jsonrpc.Member(resp.Result, "nextCursor")
 		if !ok || string(next) == "null" {
 			break
 		}
 		if _, isStr := jsonrpc.Unquote(next); !isStr {
-			return nil, fmt.Errorf("%s: nextCursor is not a string", k[0])
+			return nil, fmt.Errorf("%s: nextCursor is not a string", k.method)
 		}
 		cursor = next
 	}

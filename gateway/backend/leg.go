@@ -572,6 +572,7 @@ func (l *Leg) notification(gen int, msg *jsonrpc.Message) {
 		l.invalidate("prompts")
 	case "notifications/resources/list_changed":
 		l.invalidate("resources")
+		l.invalidate("templates")
 	}
 	if l.opts.Hooks.Notification != nil {
 		l.opts.Hooks.Notification(l, msg)

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/sallyport/sallyport/gateway"
@@ -13,11 +15,20 @@ import (
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
 )
 
-// aggregate answers tools/list or prompts/list with every backend's list,
-// names namespaced, definitions otherwise byte for byte as the backend
-// sent them. A backend that is down is left out and named in the result's
-// _meta; it does not fail the list.
+// listMembers names the result member of each aggregated list.
+var listMembers = map[string]string{
+	"tools": "tools", "prompts": "prompts", "resources": "resources", "templates": "resourceTemplates",
+}
+
+// aggregate answers tools/list, prompts/list, resources/list or
+// resources/templates/list with every backend's list. Tool and prompt
+// names are namespaced; everything else is byte for byte as the backend
+// sent it. A backend that is down is left out and named in the result's
+// _meta; it does not fail the list. Tools that can only run as tasks are
+// left out: the gateway does not relay tasks.
 func (s *Session) aggregate(kind string) routeFunc {
+	member := listMembers[kind]
+	rename := kind == "tools" || kind == "prompts"
 	return func(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error) {
 		if cur, ok := jsonrpc.Member(x.Message.Params, "cursor"); ok && string(cur) != "null" {
 			// The gateway returns whole lists and never issues a cursor.
@@ -35,22 +46,29 @@ func (s *Session) aggregate(kind string) routeFunc {
 		wg.Wait()
 
 		var b bytes.Buffer
-		b.WriteString(`{"` + kind + `":[`)
+		b.WriteString(`{"` + member + `":[`)
 		first := true
 		for i, id := range ids {
 			for _, e := range lists[i] {
+				if kind == "tools" && taskOnly(e.Raw) {
+					continue
+				}
 				if !first {
 					b.WriteByte(',')
 				}
 				first = false
-				b.Write(jsonrpc.SetMember(e.Raw, "name", jsonrpc.Quote(id+Separator+e.Name)))
+				if rename {
+					b.Write(jsonrpc.SetMember(e.Raw, "name", jsonrpc.Quote(id+Separator+e.Name)))
+				} else {
+					b.Write(e.Raw)
+				}
 			}
 		}
 		b.WriteByte(']')
 		var down []string
 		for i, err := range errs {
 			if err != nil {
-				s.log.Warn("backend left out of "+kind+"/list", slog.String("backend", ids[i]), slog.String("err", err.Error()))
+				s.log.Warn("backend left out of "+x.Method, slog.String("backend", ids[i]), slog.String("err", err.Error()))
 				down = append(down, `{"backend":`+string(jsonrpc.Quote(ids[i]))+`,"error":`+string(jsonrpc.Quote(gateway.RPCError(err).Message))+`}`)
 			}
 		}
@@ -60,6 +78,14 @@ func (s *Session) aggregate(kind string) routeFunc {
 		b.WriteByte('}')
 		return &jsonrpc.Message{Result: b.Bytes()}, nil
 	}
+}
+
+// taskOnly reports whether a tool definition says it can only run as a
+// task (execution.taskSupport "required").
+func taskOnly(tool json.RawMessage) bool {
+	exec, _ := jsonrpc.Member(tool, "execution")
+	ts, _ := jsonrpc.Member(exec, "taskSupport")
+	return string(ts) == `"required"`
 }
 
 func joinRaw(parts []string) string {
@@ -115,16 +141,27 @@ func (s *Session) initialize(ctx context.Context, x *gateway.Exchange) (*jsonrpc
 	}
 	wg.Wait()
 
-	var tools, prompts bool
+	var tools, prompts, resources, subscribe, completions, logging bool
 	var instructions bytes.Buffer
 	for _, id := range s.visibleBackends() {
+		// The leg this session just started knows best; the gateway's
+		// record (filled asynchronously) covers legs not started here.
 		init, ok := s.g.knownCaps(id)
+		if l := s.leg(id); l != nil {
+			if st, _ := l.Status(); st == backend.StateReady {
+				init, ok = l.Init(), true
+			}
+		}
 		if !ok {
 			continue
 		}
-		_, t := jsonrpc.Member(init.Capabilities, "tools")
-		_, pr := jsonrpc.Member(init.Capabilities, "prompts")
-		tools, prompts = tools || t, prompts || pr
+		has := func(c string) bool { _, ok := jsonrpc.Member(init.Capabilities, c); return ok }
+		tools, prompts, completions, logging = tools || has("tools"), prompts || has("prompts"), completions || has("completions"), logging || has("logging")
+		if res, ok := jsonrpc.Member(init.Capabilities, "resources"); ok {
+			resources = true
+			sub, _ := jsonrpc.Member(res, "subscribe")
+			subscribe = subscribe || string(sub) == "true"
+		}
 		if init.Instructions != "" {
 			if instructions.Len() > 0 {
 				instructions.WriteString("\n\n")
@@ -132,19 +169,25 @@ func (s *Session) initialize(ctx context.Context, x *gateway.Exchange) (*jsonrpc
 			instructions.WriteString("[" + id + "] " + init.Instructions)
 		}
 	}
-	caps := `{`
-	if tools || !prompts {
-		caps += `"tools":{"listChanged":true}`
+	var caps []string
+	if tools || !(prompts || resources) {
+		caps = append(caps, `"tools":{"listChanged":true}`)
 	}
 	if prompts {
-		if len(caps) > 1 {
-			caps += ","
-		}
-		caps += `"prompts":{"listChanged":true}`
+		caps = append(caps, `"prompts":{"listChanged":true}`)
 	}
-	caps += `}`
+	if resources {
+		caps = append(caps, `"resources":{"subscribe":`+strconv.FormatBool(subscribe)+`,"listChanged":true}`)
+	}
+	if completions {
+		caps = append(caps, `"completions":{}`)
+	}
+	if logging {
+		caps = append(caps, `"logging":{}`)
+	}
+	capsJSON := "{" + strings.Join(caps, ",") + "}"
 	result := `{"protocolVersion":` + string(jsonrpc.Quote(version)) +
-		`,"capabilities":` + caps +
+		`,"capabilities":` + capsJSON +
 		`,"serverInfo":{"name":"sallyport","title":"Sallyport MCP gateway","version":` + string(jsonrpc.Quote(s.g.version)) + `}`
 	if instructions.Len() > 0 {
 		result += `,"instructions":` + string(jsonrpc.Quote(instructions.String()))

@@ -62,6 +62,8 @@ type Gateway struct {
 	capsMu sync.RWMutex
 	caps   map[string]backend.InitResult
 
+	subs subscriptions
+
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
 	closed   bool
@@ -87,6 +89,7 @@ func New(opts Options) *Gateway {
 		caps:       map[string]backend.InitResult{},
 		sessions:   map[*Session]struct{}{},
 	}
+	g.subs.m = map[*backend.Leg]map[string]map[*Session]bool{}
 	for i := range opts.Config.Backends {
 		b := &opts.Config.Backends[i]
 		g.backends = append(g.backends, b)
@@ -101,10 +104,14 @@ func New(opts Options) *Gateway {
 // newLeg returns a leg for backend b. caps are the client capabilities
 // offered to the backend (nil: none).
 func (g *Gateway) newLeg(b *config.Backend, hooks backend.Hooks, caps json.RawMessage) *backend.Leg {
+	then := hooks.Ready
 	hooks.Ready = func(l *backend.Leg, init backend.InitResult) {
 		g.capsMu.Lock()
 		g.caps[l.ID()] = init
 		g.capsMu.Unlock()
+		if then != nil {
+			then(l, init)
+		}
 	}
 	return backend.NewLeg(backend.Options{
 		Spec:          b,
@@ -129,7 +136,7 @@ func (g *Gateway) knownCaps(id string) (backend.InitResult, bool) {
 // attributed to one client and is dropped.
 func (g *Gateway) sharedNotification(l *backend.Leg, msg *jsonrpc.Message) {
 	switch msg.Method {
-	case "notifications/tools/list_changed", "notifications/prompts/list_changed":
+	case "notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed":
 		g.mu.Lock()
 		sessions := make([]*Session, 0, len(g.sessions))
 		for s := range g.sessions {
@@ -139,6 +146,8 @@ func (g *Gateway) sharedNotification(l *backend.Leg, msg *jsonrpc.Message) {
 		for _, s := range sessions {
 			s.listChanged(l, msg.Method)
 		}
+	case "notifications/resources/updated":
+		g.resourceUpdated(l, msg)
 	default:
 		g.log.Debug("notification from a shared backend dropped: it cannot be attributed to one client",
 			slog.String("backend", l.ID()), slog.String("method", msg.Method))

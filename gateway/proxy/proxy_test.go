@@ -131,6 +131,10 @@ func request(id int, method, params string) *jsonrpc.Message {
 	return jsonrpc.NewRequest(json.RawMessage(fmt.Sprint(id)), method, p)
 }
 
+var principalAlice = gateway.Principal{ID: "alice"}
+
+func itoa(i int) string { return fmt.Sprint(i) }
+
 func initSession(t *testing.T, g *Gateway) (*Session, *chanSink) {
 	t.Helper()
 	sink := newSink()

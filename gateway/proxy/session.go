@@ -56,7 +56,10 @@ type Session struct {
 	nextSrvID  int64
 	// legCalls are the client requests in flight per backend leg, so a
 	// backend's request can go on the stream of a request that caused it.
-	legCalls  map[*backend.Leg][]json.RawMessage
+	legCalls map[*backend.Leg][]json.RawMessage
+	// logLevel is the level the client set with logging/setLevel.
+	logLevel string
+
 	requests  sync.WaitGroup
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -196,6 +199,7 @@ func (s *Session) Close(ctx context.Context) {
 		}
 		s.mu.Unlock()
 		s.cancel(errSessionClosed)
+		s.g.dropSessionSubs(s)
 		var wg sync.WaitGroup
 		for _, l := range legs {
 			wg.Go(func() { l.Close(ctx) })
@@ -222,7 +226,7 @@ func (s *Session) leg(id string) *backend.Leg {
 	l := s.legs[id]
 	if l == nil {
 		spec := s.g.byID[id]
-		l = s.g.newLeg(spec, backend.Hooks{Notification: s.backendNotification, Request: s.serverRequest}, s.relayedCapsLocked())
+		l = s.g.newLeg(spec, backend.Hooks{Notification: s.backendNotification, Request: s.serverRequest, Ready: s.legReady}, s.relayedCapsLocked())
 		if s.state == stateClosed {
 			l.Close(context.Background())
 		}
@@ -343,10 +347,20 @@ func (s *Session) route(ctx context.Context, x *gateway.Exchange) routeFunc {
 		return s.aggregate("tools")
 	case "prompts/list":
 		return s.aggregate("prompts")
+	case "resources/list":
+		return s.aggregate("resources")
+	case "resources/templates/list":
+		return s.aggregate("templates")
 	case "tools/call":
 		return s.routeNamed(ctx, x, "tools", "arguments")
 	case "prompts/get":
 		return s.routeNamed(ctx, x, "prompts", "arguments")
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		return s.routeURI(ctx, x)
+	case "completion/complete":
+		return s.routeCompletion(ctx, x)
+	case "logging/setLevel":
+		return s.setLevel
 	}
 	return fail(gateway.Errorf(gateway.CodeMethodNotFound, "method %q is not supported by the gateway", msg.Method))
 }
@@ -479,8 +493,10 @@ func (s *Session) clientNotification(msg *jsonrpc.Message) {
 // own legs.
 func (s *Session) backendNotification(l *backend.Leg, msg *jsonrpc.Message) {
 	switch msg.Method {
-	case "notifications/tools/list_changed", "notifications/prompts/list_changed":
+	case "notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed":
 		s.listChanged(l, msg.Method)
+	case "notifications/resources/updated":
+		s.g.resourceUpdated(l, msg)
 	case "notifications/message", "notifications/elicitation/complete":
 		s.notifyClient(l.ID(), msg)
 	case "notifications/cancelled":
@@ -499,10 +515,7 @@ func (s *Session) listChanged(l *backend.Leg, method string) {
 	if !ready {
 		return
 	}
-	kind := "tools"
-	if strings.HasPrefix(method, "notifications/prompts/") {
-		kind = "prompts"
-	}
+	kind := strings.TrimSuffix(strings.TrimPrefix(method, "notifications/"), "/list_changed")
 	go func() {
 		ctx, cancel := context.WithTimeout(s.ctx, s.g.requestTimeout())
 		defer cancel()
