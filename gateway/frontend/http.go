@@ -318,15 +318,7 @@ func (h *HTTP) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if jsonrpc.IsBatch(body) {
-		version := ""
-		if id := r.Header.Get("Mcp-Session-Id"); id != "" {
-			h.mu.Lock()
-			if hs := h.sessions[id]; hs != nil && hs.s.Principal().Equal(principalOf(r)) {
-				version = hs.s.ProtocolVersion()
-			}
-			h.mu.Unlock()
-		}
-		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, batchRefusal(version))
+		h.postBatch(w, r, body)
 		return
 	}
 	msg, err := jsonrpc.Decode(body, h.lim)
@@ -359,6 +351,31 @@ func (h *HTTP) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.serveRequest(w, r, hs, msg)
+}
+
+// postBatch serves a JSON-RPC batch on a 2025-03-26 session, and refuses
+// it on any other.
+func (h *HTTP) postBatch(w http.ResponseWriter, r *http.Request, body []byte) {
+	hs := h.lookup(w, r)
+	if hs == nil {
+		return
+	}
+	if v := hs.s.ProtocolVersion(); v != batchVersion {
+		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, batchRefusal(v))
+		return
+	}
+	answers, frameErr := serveBatch(hs.s, body, h.lim)
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case frameErr != nil:
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write(frameErr.Encode())
+	case answers == nil:
+		w.WriteHeader(http.StatusAccepted)
+	default:
+		w.WriteHeader(http.StatusOK)
+		w.Write(answers)
+	}
 }
 
 // serveRequest serves a request on the handler's own goroutine and writes

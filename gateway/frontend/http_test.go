@@ -353,3 +353,44 @@ func TestProgressUpgradesTheAnswerToAnEventStream(t *testing.T) {
 		}
 	})
 }
+
+func TestBatchesOnlyOn20250326(t *testing.T) {
+	f := newFixture(t, nil)
+	r := f.do(t, "POST", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`,
+		map[string]string{"Authorization": "Bearer " + f.alice})
+	sid := r.header.Get("Mcp-Session-Id")
+	h := map[string]string{"Authorization": "Bearer " + f.alice, "Mcp-Session-Id": sid}
+	batch := `[{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"demo__list_files","arguments":{}}},` +
+		`{"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"demo__nope","arguments":{}}},` +
+		`{"jsonrpc":"2.0","method":"notifications/initialized"},` +
+		`{"jsonrpc":"2.0","id":"c","method":"ping","Method":"x"}]`
+	r = f.do(t, "POST", batch, h)
+	if r.status != 200 {
+		t.Fatalf("batch: %d %s", r.status, r.body)
+	}
+	var answers []struct {
+		ID     string              `json:"id"`
+		Result json.RawMessage     `json:"result"`
+		Error  *struct{ Code int } `json:"error"`
+	}
+	if err := json.Unmarshal(r.body, &answers); err != nil || len(answers) != 3 {
+		t.Fatalf("want 3 answers: %v %s", err, r.body)
+	}
+	byID := map[string]int{}
+	for _, a := range answers {
+		code := 0
+		if a.Error != nil {
+			code = a.Error.Code
+		}
+		byID[a.ID] = code
+	}
+	if byID["a"] != 0 || byID["b"] != jsonrpc.CodeInvalidParams || byID["c"] != jsonrpc.CodeInvalidRequest {
+		t.Fatalf("answers by id %v: %s", byID, r.body)
+	}
+	if r := f.do(t, "POST", `[{"jsonrpc":"2.0","method":"notifications/initialized"}]`, h); r.status != 202 {
+		t.Fatalf("notification-only batch: %d", r.status)
+	}
+	if r := f.do(t, "POST", `[]`, h); r.status != 400 {
+		t.Fatalf("empty batch: %d", r.status)
+	}
+}

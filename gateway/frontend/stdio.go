@@ -5,6 +5,7 @@ package frontend
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,26 @@ func (s *stdioSink) Send(msg *jsonrpc.Message, _ json.RawMessage) {
 	}
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil
+	}
+}
+
+// writeLine writes raw JSON (a batch answer, compact) as one line.
+func (s *stdioSink) writeLine(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return
+	}
+	if bytes.IndexByte(b, '\n') >= 0 || bytes.IndexByte(b, '\r') >= 0 {
+		var c bytes.Buffer
+		if json.Compact(&c, b) == nil {
+			b = c.Bytes()
+		}
+	}
+	if _, err := s.w.Write(append(b, '\n')); err != nil {
+		s.err = err
+	} else if err := s.w.Flush(); err != nil {
+		s.err = err
 	}
 }
 
@@ -95,6 +116,17 @@ func ServeStdio(ctx context.Context, g *proxy.Gateway, p gateway.Principal, in i
 			}
 			return err
 		case line := <-lines:
+			if jsonrpc.IsBatch(line) && s.ProtocolVersion() == batchVersion {
+				go func() {
+					answers, frameErr := serveBatch(s, line, lim)
+					if frameErr != nil {
+						sink.Send(frameErr, nil)
+					} else if answers != nil {
+						sink.writeLine(answers)
+					}
+				}()
+				continue
+			}
 			if msg := decodeClientFrame(line, lim, s.ProtocolVersion(), sink); msg != nil {
 				s.HandleMessage(msg)
 			}
