@@ -198,6 +198,7 @@ type backendYAML struct {
 	Timeouts        *timeoutsYAML     `yaml:"timeouts,omitempty"`
 	Labels          map[string]string `yaml:"labels,omitempty"`
 	MaxMessageBytes ByteSize          `yaml:"max_message_bytes,omitempty"`
+	Unprefixed      bool              `yaml:"unprefixed,omitempty"`
 }
 
 type timeoutsYAML struct {
@@ -228,6 +229,7 @@ func MarshalBackends(bs []Backend) ([]byte, error) {
 			Isolation:       escapeDollars(b.Isolation),
 			Labels:          escapeValues(b.Labels),
 			MaxMessageBytes: b.MaxMessageBytes,
+			Unprefixed:      b.Unprefixed,
 		}
 		if b.Timeouts != (Timeouts{}) {
 			y.Timeouts = &timeoutsYAML{Startup: b.Timeouts.Startup, Request: b.Timeouts.Request, Shutdown: b.Timeouts.Shutdown}

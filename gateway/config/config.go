@@ -132,6 +132,11 @@ type Backend struct {
 	Timeouts        Timeouts          `yaml:"timeouts"`
 	Labels          map[string]string `yaml:"labels"`
 	MaxMessageBytes ByteSize          `yaml:"max_message_bytes"` // default Limits.MaxMessageBytes
+	// Unprefixed lists this backend's tools and prompts under their own
+	// names instead of <id>__<name>, for clients that need a backend's
+	// names unchanged. At most one backend may set it; a namespaced name
+	// always wins over an unprefixed one.
+	Unprefixed bool `yaml:"unprefixed"`
 }
 
 // Timeouts bound a backend's start, requests and shutdown.

@@ -129,6 +129,7 @@ func (c *Config) validate() []*FieldError {
 	duplicates(v, "stdio.groups", c.Stdio.Groups, false)
 
 	seen := make(map[string]int)
+	unprefixed := -1
 	for i := range c.Backends {
 		b := &c.Backends[i]
 		path := fmt.Sprintf("backends[%d]", i)
@@ -137,6 +138,13 @@ func (c *Config) validate() []*FieldError {
 			v.addf(path+".id", b.ID, "duplicate: also the id of backends[%d]", j)
 		} else {
 			seen[b.ID] = i
+		}
+		if b.Unprefixed {
+			if unprefixed >= 0 {
+				v.addf(path+".unprefixed", "true", "only one backend may be unprefixed; backends[%d].unprefixed is set too", unprefixed)
+			} else {
+				unprefixed = i
+			}
 		}
 	}
 	return v.errs

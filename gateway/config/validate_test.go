@@ -331,3 +331,14 @@ func TestDemo(t *testing.T) {
 		t.Errorf("backends = %+v, want %+v", c.Backends, want)
 	}
 }
+
+func TestOnlyOneBackendMayBeUnprefixed(t *testing.T) {
+	_, err := Parse([]byte(`
+backends:
+  - {id: a, transport: stdio, command: x, unprefixed: true}
+  - {id: b, transport: stdio, command: y, unprefixed: true}
+`), "t.yaml")
+	if err == nil || !strings.Contains(err.Error(), "backends[1].unprefixed") || !strings.Contains(err.Error(), "backends[0].unprefixed") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -53,15 +53,22 @@ func (s *Session) aggregate(kind string) routeFunc {
 				if kind == "tools" && taskOnly(e.Raw) {
 					continue
 				}
+				raw := e.Raw
+				if rename {
+					public, ok := s.g.publicName(id, e.Name)
+					if !ok {
+						s.log.Warn("unprefixed name that looks namespaced for another backend left out", slog.String("backend", id), slog.String("name", e.Name))
+						continue
+					}
+					if public != e.Name {
+						raw = jsonrpc.SetMember(raw, "name", jsonrpc.Quote(public))
+					}
+				}
 				if !first {
 					b.WriteByte(',')
 				}
 				first = false
-				if rename {
-					b.Write(jsonrpc.SetMember(e.Raw, "name", jsonrpc.Quote(id+Separator+e.Name)))
-				} else {
-					b.Write(e.Raw)
-				}
+				b.Write(raw)
 			}
 		}
 		b.WriteByte(']')

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +59,8 @@ type Gateway struct {
 	backends   []*config.Backend
 	byID       map[string]*config.Backend
 	shared     map[string]*backend.Leg
+	// unprefixed is the backend whose names are listed as they are, if any.
+	unprefixed string
 
 	capsMu sync.RWMutex
 	caps   map[string]backend.InitResult
@@ -94,6 +97,9 @@ func New(opts Options) *Gateway {
 		b := &opts.Config.Backends[i]
 		g.backends = append(g.backends, b)
 		g.byID[b.ID] = b
+		if b.Unprefixed {
+			g.unprefixed = b.ID
+		}
 		if b.Isolation == "shared" {
 			g.shared[b.ID] = g.newLeg(b, backend.Hooks{Notification: g.sharedNotification}, nil)
 		}
@@ -214,4 +220,30 @@ func (g *Gateway) requestTimeout() time.Duration {
 		d = max(d, b.Timeouts.Startup.D())
 	}
 	return d
+}
+
+// publicName is the name clients see for a backend's tool or prompt:
+// <id>__<name>, or the name itself for the unprefixed backend. ok is false
+// for an unprefixed name that looks namespaced for another backend: such a
+// name is never listed, so it cannot shadow that backend's tools.
+func (g *Gateway) publicName(id, name string) (string, bool) {
+	if id != g.unprefixed {
+		return id + Separator + name, true
+	}
+	if other, _, found := strings.Cut(name, Separator); found && g.byID[other] != nil {
+		return "", false
+	}
+	return name, true
+}
+
+// resolveName maps a name a client used back to a backend and the
+// backend's own name. A namespaced name always wins over an unprefixed one.
+func (g *Gateway) resolveName(name string) (id, target string, ok bool) {
+	if id, target, found := strings.Cut(name, Separator); found && g.byID[id] != nil && target != "" {
+		return id, target, true
+	}
+	if g.unprefixed != "" && name != "" {
+		return g.unprefixed, name, true
+	}
+	return "", "", false
 }

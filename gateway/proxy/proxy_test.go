@@ -430,3 +430,35 @@ func TestSamplingIsRelayedToTheOwningClient(t *testing.T) {
 		}
 	})
 }
+
+func TestAnUnprefixedBackendKeepsItsNames(t *testing.T) {
+	plain := demoBackend(t, "plain")
+	plain.Unprefixed = true
+	g := newTestGateway(t, testConfig(t, plain, demoBackend(t, "beta")))
+	s, sink := initSession(t, g)
+	s.HandleMessage(request(1, "tools/list", ""))
+	resp := sink.await(t, "1")
+	for _, want := range []string{`"name":"read_file"`, `"name":"beta__read_file"`} {
+		if !strings.Contains(string(resp.Result), want) {
+			t.Errorf("tools/list lacks %s", want)
+		}
+	}
+	if strings.Contains(string(resp.Result), `"plain__read_file"`) {
+		t.Error("the unprefixed backend's tools are listed with a prefix")
+	}
+	for i, tc := range []struct{ name, want string }{
+		{"read_file", "hello from the sandbox"},
+		{"beta__read_file", "hello from the sandbox"},
+	} {
+		id := 10 + i
+		s.HandleMessage(request(id, "tools/call", `{"name":"`+tc.name+`","arguments":{"path":"hello.txt"}}`))
+		resp := sink.await(t, itoa(id))
+		if resp.Error != nil || !strings.Contains(string(resp.Result), tc.want) {
+			t.Errorf("%s: %s / %+v", tc.name, resp.Result, resp.Error)
+		}
+	}
+	s.HandleMessage(request(20, "tools/call", `{"name":"gamma__read_file","arguments":{}}`))
+	if resp := sink.await(t, "20"); resp.Error == nil || resp.Error.Code != jsonrpc.CodeInvalidParams {
+		t.Errorf("unknown name: %+v", resp.Error)
+	}
+}

@@ -76,8 +76,25 @@ func (s *Session) routeURI(ctx context.Context, x *gateway.Exchange) routeFunc {
 		return fail(gateway.Errorf(gateway.CodeInvalidParams, "params.uri must be a string"))
 	}
 	x.Target = uri
+	if x.Method == "resources/unsubscribe" {
+		// Unsubscribe goes where the session's subscription went; one it
+		// never made is answered here.
+		leg := s.g.subscribedLeg(s, uri)
+		if leg == nil {
+			return answer(json.RawMessage(`{}`))
+		}
+		x.Backend = leg.ID()
+		return func(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error) {
+			return s.g.unsubscribe(ctx, s, leg, uri, x.Message.Params)
+		}
+	}
 	lctx, cancel := context.WithTimeout(ctx, s.g.requestTimeout())
 	id, err := s.resolveURI(lctx, uri)
+	if err != nil && x.Method == "resources/subscribe" && gateway.RPCError(err).Code == CodeResourceNotFound {
+		// A URI no backend lists (a resource that does not exist yet) may
+		// be watched on the one backend that offers subscriptions.
+		id, err = s.soleSubscriber(lctx, uri)
+	}
 	cancel()
 	if err != nil {
 		return fail(err)
@@ -88,10 +105,6 @@ func (s *Session) routeURI(ctx context.Context, x *gateway.Exchange) routeFunc {
 	case "resources/subscribe":
 		return func(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error) {
 			return s.g.subscribe(ctx, s, leg, uri, x.Message.Params)
-		}
-	case "resources/unsubscribe":
-		return func(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error) {
-			return s.g.unsubscribe(ctx, s, leg, uri, x.Message.Params)
 		}
 	}
 	return s.forward(leg)
@@ -120,9 +133,8 @@ func (s *Session) routeCompletion(ctx context.Context, x *gateway.Exchange) rout
 	case "ref/prompt":
 		rawName, _ := jsonrpc.Member(ref, "name")
 		name, _ := jsonrpc.Unquote(rawName)
-		id, target, ok := strings.Cut(name, Separator)
-		spec := s.g.byID[id]
-		if !ok || spec == nil || target == "" {
+		id, target, ok := s.g.resolveName(name)
+		if _, listed := s.g.publicName(id, target); !ok || !listed {
 			return fail(gateway.Errorf(gateway.CodeInvalidParams, "unknown prompt %q", name))
 		}
 		x.Backend, x.Target = id, target
@@ -307,4 +319,40 @@ func (g *Gateway) resourceUpdated(l *backend.Leg, msg *jsonrpc.Message) {
 	for _, s := range to {
 		s.notifyClient(l.ID(), msg)
 	}
+}
+
+// soleSubscriber returns the one backend that offers resource
+// subscriptions, for a URI no backend lists; with none or several it is
+// resource-not-found, naming the candidates.
+func (s *Session) soleSubscriber(ctx context.Context, uri string) (string, error) {
+	var ids []string
+	for _, id := range s.visibleBackends() {
+		l := s.leg(id)
+		if l.Ensure(ctx) != nil {
+			continue
+		}
+		res, _ := jsonrpc.Member(l.Init().Capabilities, "resources")
+		if sub, _ := jsonrpc.Member(res, "subscribe"); string(sub) == "true" {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 1 {
+		return ids[0], nil
+	}
+	if len(ids) == 0 {
+		return "", gateway.Errorf(CodeResourceNotFound, "resource not found: %q, and no backend offers subscriptions", uri)
+	}
+	return "", gateway.Errorf(CodeResourceNotFound, "resource not found: %q; backends %s offer subscriptions, so it is ambiguous", uri, strings.Join(ids, " and "))
+}
+
+// subscribedLeg returns the leg where session s subscribed to uri, if any.
+func (g *Gateway) subscribedLeg(s *Session, uri string) *backend.Leg {
+	g.subs.mu.Lock()
+	defer g.subs.mu.Unlock()
+	for l, byURI := range g.subs.m {
+		if byURI[uri][s] {
+			return l
+		}
+	}
+	return nil
 }

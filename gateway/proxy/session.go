@@ -374,11 +374,14 @@ func (s *Session) routeNamed(ctx context.Context, x *gateway.Exchange, kind, arg
 		return fail(gateway.Errorf(gateway.CodeInvalidParams, "params.name must be a string"))
 	}
 	what := strings.TrimSuffix(kind, "s")
-	id, target, ok := strings.Cut(name, Separator)
-	spec := s.g.byID[id]
-	if !ok || spec == nil || target == "" {
+	id, target, ok := s.g.resolveName(name)
+	if !ok {
 		return fail(gateway.Errorf(gateway.CodeInvalidParams, "unknown %s %q", what, name))
 	}
+	if _, listed := s.g.publicName(id, target); !listed {
+		return fail(gateway.Errorf(gateway.CodeInvalidParams, "unknown %s %q", what, name))
+	}
+	spec := s.g.byID[id]
 	x.Backend, x.Target = id, target
 	x.Arguments, _ = jsonrpc.Member(params, argsKey)
 	leg := s.leg(id)
