@@ -10,6 +10,7 @@ echo "== test dependencies"
 nm=$(bash .ci/testdeps.sh | tail -n 1) || { echo "test dependencies failed to install"; exit 1; }
 export SALLYPORT_NODE_MODULES="$nm"
 export SALLYPORT_E2E_REQUIRED=1
+export SALLYPORT_CONFORMANCE=1  # the official MCP conformance suite, direct vs through the gateway
 echo "node_modules: $nm"
 
 echo "== go vet"
