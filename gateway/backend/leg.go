@@ -392,9 +392,20 @@ func (l *Leg) roundTrip(ctx context.Context, tr Transport, gen int, method strin
 	l.mu.Unlock()
 
 	idRaw := json.RawMessage(strconv.FormatInt(id, 10))
-	if progress != nil {
-		meta, _ := jsonrpc.Member(params, "_meta")
-		params = jsonrpc.SetMember(params, "_meta", jsonrpc.SetMember(meta, "progressToken", idRaw))
+	// A progress token is always the leg's own: the request id when the
+	// caller relays progress, none otherwise. A client's token never
+	// reaches a backend (on a shared leg it could name another's request).
+	if meta, ok := jsonrpc.Member(params, "_meta"); ok {
+		if _, has := jsonrpc.Member(meta, "progressToken"); has || progress != nil {
+			if progress != nil {
+				meta = jsonrpc.SetMember(meta, "progressToken", idRaw)
+			} else {
+				meta = jsonrpc.DeleteMember(meta, "progressToken")
+			}
+			params = jsonrpc.SetMember(params, "_meta", meta)
+		}
+	} else if progress != nil {
+		params = jsonrpc.SetMember(params, "_meta", jsonrpc.SetMember(nil, "progressToken", idRaw))
 	}
 	if err := tr.Send(ctx, jsonrpc.NewRequest(idRaw, method, params)); err != nil {
 		l.forget(id)
@@ -411,7 +422,7 @@ func (l *Leg) roundTrip(ctx context.Context, tr Transport, gen int, method strin
 		}
 		return resp, nil
 	case <-ctx.Done():
-		if l.forget(id) {
+		if l.forget(id) && method != "initialize" { // initialize must not be cancelled
 			cancelParams := json.RawMessage(`{"requestId":` + string(idRaw) + `,"reason":` +
 				string(jsonrpc.Quote(reasonFor(ctx))) + `}`)
 			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -462,3 +462,35 @@ func TestAnUnprefixedBackendKeepsItsNames(t *testing.T) {
 		t.Errorf("unknown name: %+v", resp.Error)
 	}
 }
+
+// rewriteStage replaces a tools/call's message the way a redaction or
+// credential stage would.
+type rewriteStage struct{ params string }
+
+func (r rewriteStage) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Handler) error {
+	if x.Method == "tools/call" && x.Direction == gateway.ClientToBackend {
+		x.Message = &jsonrpc.Message{ID: x.Message.ID, Method: x.Message.Method, Params: json.RawMessage(r.params)}
+	}
+	return next.Handle(ctx, x)
+}
+
+func TestTheBackendGetsWhatThePipelinePassed(t *testing.T) {
+	t.Run("a stage's rewrite of the arguments is what the backend sees", func(t *testing.T) {
+		g := newTestGateway(t, testConfig(t, demoBackend(t, "demo")), rewriteStage{`{"name":"demo__read_file","arguments":{"path":"hello.txt"}}`})
+		s, sink := initSession(t, g)
+		s.HandleMessage(request(1, "tools/call", `{"name":"demo__read_file","arguments":{"path":"../../etc/passwd"}}`))
+		resp := sink.await(t, "1")
+		if resp.Error != nil || !strings.Contains(string(resp.Result), "hello from the sandbox") {
+			t.Fatalf("backend did not get the rewritten call: %s / %+v", resp.Result, resp.Error)
+		}
+	})
+	t.Run("a stage cannot redirect the call to another tool", func(t *testing.T) {
+		g := newTestGateway(t, testConfig(t, demoBackend(t, "demo")), rewriteStage{`{"name":"demo__delete_records","arguments":{"customer_ids":["cus_1001"]}}`})
+		s, sink := initSession(t, g)
+		s.HandleMessage(request(1, "tools/call", `{"name":"demo__list_files","arguments":{}}`))
+		resp := sink.await(t, "1")
+		if resp.Error == nil || resp.Error.Code != gateway.CodeRefused {
+			t.Fatalf("got %s / %+v", resp.Result, resp.Error)
+		}
+	})
+}

@@ -113,12 +113,7 @@ func (s *Session) routeURI(ctx context.Context, x *gateway.Exchange) routeFunc {
 // forward sends the request as it is to leg.
 func (s *Session) forward(leg *backend.Leg) routeFunc {
 	return func(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error) {
-		defer s.trackLegCall(leg, x.Message.ID)()
-		var progress func(json.RawMessage)
-		if tok := progressToken(x.Message.Params); tok != nil {
-			progress = s.progressForwarder(ctx, x, tok)
-		}
-		return leg.Call(ctx, x.Method, x.Message.Params, progress)
+		return s.call(ctx, x, leg, x.Message.Params)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/sallyport/sallyport/gateway"
@@ -120,8 +119,7 @@ func (s *Session) serverRequest(l *backend.Leg, msg *jsonrpc.Message) {
 		refuse(jsonrpc.CodeInvalidRequest, "too many requests waiting for the client")
 		return
 	}
-	s.nextSrvID++
-	gid := json.RawMessage(`"sp-` + strconv.FormatInt(s.nextSrvID, 10) + `"`)
+	gid := json.RawMessage(`"sp-` + NewSessionID() + `"`) // unguessable: no answer can come before the request
 	var related json.RawMessage
 	if calls := s.legCalls[l]; len(calls) > 0 {
 		related = calls[len(calls)-1]
@@ -133,8 +131,7 @@ func (s *Session) serverRequest(l *backend.Leg, msg *jsonrpc.Message) {
 		sr := &serverRequest{leg: l, backendID: msg.ID, method: msg.Method, x: x}
 		key := jsonrpc.IDKey(gid)
 		s.mu.Lock()
-		s.serverReqs[key] = sr
-		s.mu.Unlock()
+		// The timer exists before the entry is visible to clientResponse.
 		sr.timer = time.AfterFunc(l.Spec().Timeouts.Request.D(), func() {
 			if s.takeServerRequest(key) != nil {
 				refuse(gateway.CodeTimeout, "the client did not answer "+msg.Method+" in time")
@@ -142,6 +139,8 @@ func (s *Session) serverRequest(l *backend.Leg, msg *jsonrpc.Message) {
 					json.RawMessage(`{"requestId":`+string(gid)+`,"reason":"timed out at the gateway"}`)), nil)
 			}
 		})
+		s.serverReqs[key] = sr
+		s.mu.Unlock()
 		s.sink.Send(x.Message, related)
 		return nil
 	})

@@ -53,7 +53,6 @@ type Session struct {
 	// serverReqs are the backends' requests waiting for the client's
 	// answer, by the id the gateway gave them toward the client.
 	serverReqs map[string]*serverRequest
-	nextSrvID  int64
 	// legCalls are the client requests in flight per backend leg, so a
 	// backend's request can go on the stream of a request that caused it.
 	legCalls map[*backend.Leg][]json.RawMessage
@@ -280,6 +279,9 @@ func (s *Session) serve(ctx context.Context, msg *jsonrpc.Message) *jsonrpc.Mess
 	if err != nil {
 		return errorAnswer(msg.ID, err)
 	}
+	if result == nil { // a stage neither passed nor refused the request
+		return errorAnswer(msg.ID, gateway.Errorf(gateway.CodeInternal, "the pipeline did not deliver the request"))
+	}
 	var answer *jsonrpc.Message
 	rx := s.newExchange(gateway.BackendToClient, gateway.KindResult, msg.Method,
 		&jsonrpc.Message{ID: msg.ID, Result: result.Result, Error: result.Error},
@@ -399,16 +401,31 @@ func (s *Session) routeNamed(ctx context.Context, x *gateway.Exchange, kind, arg
 		return fail(gateway.Errorf(gateway.CodeInvalidParams, "unknown %s %q", what, name))
 	}
 	x.Definition = entry.Raw
-	fwd := jsonrpc.SetMember(params, "name", jsonrpc.Quote(target))
-	clientToken := progressToken(params)
+	// The step forwards what the pipeline passed, not what the client
+	// sent: a stage may have replaced the message (redaction, injected
+	// credentials). It may not have changed where the call goes.
 	return func(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error) {
-		var progress func(json.RawMessage)
-		if clientToken != nil {
-			progress = s.progressForwarder(ctx, x, clientToken)
+		params := x.Message.Params
+		rawName, _ := jsonrpc.Member(params, "name")
+		name, _ := jsonrpc.Unquote(rawName)
+		if i, t, ok := s.g.resolveName(name); !ok || i != id || t != target {
+			return nil, gateway.Errorf(gateway.CodeRefused, "the pipeline changed the target of the call")
 		}
-		defer s.trackLegCall(leg, x.Message.ID)()
-		return leg.Call(ctx, x.Method, fwd, progress)
+		// Tasks are not relayed: a task request becomes a plain call.
+		fwd := jsonrpc.DeleteMember(jsonrpc.SetMember(params, "name", jsonrpc.Quote(target)), "task")
+		return s.call(ctx, x, leg, fwd)
 	}
+}
+
+// call sends a routed request's params to leg and waits for the answer,
+// relaying the backend's progress under the client's own token.
+func (s *Session) call(ctx context.Context, x *gateway.Exchange, leg *backend.Leg, params json.RawMessage) (*jsonrpc.Message, error) {
+	var progress func(json.RawMessage)
+	if tok := progressToken(params); tok != nil {
+		progress = s.progressForwarder(ctx, x, tok)
+	}
+	defer s.trackLegCall(leg, x.Message.ID)()
+	return leg.Call(ctx, x.Method, params, progress)
 }
 
 func progressToken(params json.RawMessage) json.RawMessage {
