@@ -96,6 +96,7 @@ type Leg struct {
 	pending  map[int64]*call
 	catalogs map[string]*catalog
 	pid      int
+	serving  chan struct{} // a slot per backend request being served
 }
 
 type call struct {
@@ -113,6 +114,7 @@ func NewLeg(opts Options) *Leg {
 		state:    StateIdle,
 		pending:  map[int64]*call{},
 		catalogs: map[string]*catalog{},
+		serving:  make(chan struct{}, maxServing),
 	}
 }
 
@@ -539,16 +541,36 @@ func (r *receiver) Message(msg *jsonrpc.Message) {
 	case msg.IsNotification():
 		l.notification(r.gen, msg)
 	case msg.IsRequest():
-		if l.opts.Hooks.Request == nil && msg.Method == "ping" {
-			_ = l.Respond(context.Background(), jsonrpc.NewResult(msg.ID, json.RawMessage(`{}`)))
+		// Never write to the backend from its reader: a backend that is
+		// not reading its input would stop the reader too. Requests are
+		// served off the reader, a bounded number at a time.
+		select {
+		case l.serving <- struct{}{}:
+		default:
+			l.log.Warn("backend sends more requests than the gateway serves at once; dropped", slog.String("method", msg.Method))
 			return
 		}
-		if l.opts.Hooks.Request == nil {
-			_ = l.Respond(context.Background(), jsonrpc.NewError(msg.ID, jsonrpc.CodeMethodNotFound,
-				"the gateway does not offer "+msg.Method+" to this backend", nil))
-			return
-		}
+		go func() {
+			defer func() { <-l.serving }()
+			l.serverRequest(msg)
+		}()
+	}
+}
+
+// maxServing bounds the backend's requests the leg serves at once.
+const maxServing = 64
+
+func (l *Leg) serverRequest(msg *jsonrpc.Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.spec.Timeouts.Request.D())
+	defer cancel()
+	switch {
+	case l.opts.Hooks.Request != nil:
 		l.opts.Hooks.Request(l, msg)
+	case msg.Method == "ping":
+		_ = l.Respond(ctx, jsonrpc.NewResult(msg.ID, json.RawMessage(`{}`)))
+	default:
+		_ = l.Respond(ctx, jsonrpc.NewError(msg.ID, jsonrpc.CodeMethodNotFound,
+			"the gateway does not offer "+msg.Method+" to this backend", nil))
 	}
 }
 

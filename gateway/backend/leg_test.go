@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"sync"
@@ -58,6 +59,12 @@ func fixture(quirks []string) {
 		send(`{"jsonrpc":"2.0","id":1,"result":{},"Result":{}}`) // invalid: case-variant key
 		send(strings.Repeat("x", 300<<10))                       // over the 256 KiB test limit
 	}
+	if has(quirks, "orphan") {
+		// A child that inherits stdout and outlives this process.
+		child := exec.Command("sleep", "30")
+		child.Stdout = os.Stdout
+		child.Start()
+	}
 	in := bufio.NewReaderSize(os.Stdin, 1<<20)
 	for {
 		line, err := in.ReadString('\n')
@@ -90,6 +97,9 @@ func fixture(quirks []string) {
 		reply := func(result string) { send(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":` + result + `}`) }
 		switch req.Method {
 		case "initialize":
+			if has(quirks, "stall") {
+				defer func() { select {} }() // answers, then never reads again
+			}
 			reply(`{"protocolVersion":"2025-06-18","capabilities":{"tools":{"listChanged":true}},"serverInfo":{"name":"fixture","version":"1"}}`)
 		case "tools/list":
 			reply(`{"tools":[{"name":"echo","inputSchema":{"type":"object","$schema":"https://json-schema.org/draft/2020-12/schema"},"_meta":{"x.vendor/k":1},"futureField":[1,2]},{"name":"big","inputSchema":{"type":"object"}},{"name":"slow","inputSchema":{"type":"object"}},{"name":"crash","inputSchema":{"type":"object"}},{"name":"bad name!","inputSchema":{"type":"object"}}]}`)
@@ -300,5 +310,66 @@ func TestEnvironmentIsAllowListed(t *testing.T) {
 		if !strings.Contains(env, want) {
 			t.Errorf("backend environment lacks %s", want)
 		}
+	}
+}
+
+func TestABackendThatStopsReadingCannotHangTheGateway(t *testing.T) {
+	l := newTestLeg(t, fixtureSpec(t, "stall"))
+	if err := l.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pid := l.Pid()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	big := json.RawMessage(`{"name":"echo","arguments":{"message":"` + strings.Repeat("z", 1<<20) + `"}}`)
+	done := make(chan error, 1)
+	go func() { _, err := l.Call(ctx, "tools/call", big, nil); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a call to a backend that does not read succeeded")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the call hung past its deadline")
+	}
+	closed := make(chan struct{})
+	go func() { l.Close(context.Background()); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close hung behind a blocked write")
+	}
+	if processAlive(pid) {
+		t.Fatalf("backend %d survived", pid)
+	}
+}
+
+func TestALeaderExitIsNoticedWhileItsChildHoldsStdout(t *testing.T) {
+	l := newTestLeg(t, fixtureSpec(t, "orphan"))
+	if err := l.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := l.Call(context.Background(), "tools/call", json.RawMessage(`{"name":"crash"}`), nil)
+	ge, ok := err.(*gateway.Error)
+	if !ok || ge.Code != gateway.CodeBackendUnavailable {
+		t.Fatalf("got %v; want backend unavailable, not a timeout", err)
+	}
+	// The orphaned child was in the backend's process group: it is gone too.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := exec.Command("pgrep", "-f", "^sleep 30$").Output()
+		alive := false
+		for _, f := range strings.Fields(string(out)) {
+			var pid int
+			fmt.Sscan(f, &pid)
+			alive = alive || processAlive(pid) // zombies do not count: init here does not reap
+		}
+		if !alive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the crashed backend's child survived: %s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,42 +30,62 @@ const maxStderrLine = 8 << 10
 
 // StdioTransport is a backend process spoken to over stdin/stdout. The
 // process runs in its own process group, so Close reaps whatever it
-// spawned, and it is killed if the gateway dies.
+// spawned, and it is killed if the gateway dies. The transport owns its
+// pipes: writes carry a deadline, Close never waits behind a blocked
+// write, and the leader's exit is noticed even while a child of it still
+// holds stdout open.
 type StdioTransport struct {
 	spec *config.Backend
 	log  *slog.Logger
 	recv Receiver
 	cmd  *exec.Cmd
 
-	wmu    sync.Mutex
-	stdin  io.WriteCloser
+	wmu    sync.Mutex // serializes writes
+	stdin  *os.File
 	wbuf   []byte
-	closed bool
+	closed atomic.Bool // Close was called
 
-	exited   chan struct{} // closed after Wait returned
-	exitErr  error
+	exited   chan struct{} // closed after the process has been waited for
 	stopOnce sync.Once
 }
 
+// pipeDrain is how long the readers may go on after the process exited
+// before the read ends are closed under any child still holding them.
+const pipeDrain = time.Second
+
 // StartStdio starts the backend process described by spec.
 func StartStdio(spec *config.Backend, log *slog.Logger, recv Receiver) (*StdioTransport, error) {
-	cmd := exec.Command(spec.Command, spec.Args...)
-	cmd.Dir = spec.Cwd
-	cmd.Env = backendEnv(spec)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
+	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("stdin pipe: %w", err)
 	}
-	stdout, err := cmd.StdoutPipe()
+	outR, outW, err := os.Pipe()
 	if err != nil {
+		inR.Close()
+		inW.Close()
 		return nil, fmt.Errorf("stdout pipe: %w", err)
 	}
-	stderr, err := cmd.StderrPipe()
+	errR, errW, err := os.Pipe()
 	if err != nil {
+		for _, f := range []*os.File{inR, inW, outR, outW} {
+			f.Close()
+		}
 		return nil, fmt.Errorf("stderr pipe: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
+	cmd := exec.Command(spec.Command, spec.Args...)
+	cmd.Dir = spec.Cwd
+	cmd.Env = backendEnv(spec)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	// The child has its ends; the gateway keeps only its own.
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		errR.Close()
 		return nil, fmt.Errorf("start %s: %w", spec.Command, err)
 	}
 	t := &StdioTransport{
@@ -72,24 +93,33 @@ func StartStdio(spec *config.Backend, log *slog.Logger, recv Receiver) (*StdioTr
 		log:    log.With(slog.Int("pid", cmd.Process.Pid)),
 		recv:   recv,
 		cmd:    cmd,
-		stdin:  stdin,
+		stdin:  inW,
 		exited: make(chan struct{}),
 	}
 	t.log.Debug("backend process started", slog.String("command", spec.Command))
+	readers := make(chan struct{})
 	var pipes sync.WaitGroup
 	pipes.Add(2)
-	go func() { defer pipes.Done(); t.readStdout(stdout) }()
-	go func() { defer pipes.Done(); t.readStderr(stderr) }()
+	go func() { defer pipes.Done(); t.readStdout(outR) }()
+	go func() { defer pipes.Done(); t.readStderr(errR) }()
+	go func() { pipes.Wait(); close(readers) }()
 	go func() {
-		pipes.Wait()
 		err := cmd.Wait()
-		t.exitErr = err
+		// Whatever the backend left behind in its process group goes too.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		// Let the readers take what the process wrote, then close the
+		// read ends: a child that inherited stdout must not keep the
+		// session alive after its parent is gone.
+		select {
+		case <-readers:
+		case <-time.After(pipeDrain):
+		}
+		outR.Close()
+		errR.Close()
+		<-readers
+		t.stdin.Close()
 		close(t.exited)
-		t.wmu.Lock()
-		wasClosed := t.closed
-		t.closed = true
-		t.wmu.Unlock()
-		if wasClosed {
+		if t.closed.Load() {
 			recv.Closed(nil)
 			return
 		}
@@ -177,60 +207,74 @@ func (t *StdioTransport) readStderr(r io.Reader) {
 	}
 }
 
-// Send implements Transport.
-func (t *StdioTransport) Send(_ context.Context, msg *jsonrpc.Message) error {
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
-	if t.closed {
+// Send implements Transport. The write is bounded by ctx (and by the
+// request timeout when ctx has no deadline). A write that does not finish
+// may have left half a message on the pipe, so the backend is stopped: it
+// is not reading, or not fast enough to be served.
+func (t *StdioTransport) Send(ctx context.Context, msg *jsonrpc.Message) error {
+	if t.closed.Load() {
 		return errors.New("backend process is not running")
 	}
-	t.wbuf = wire.AppendLine(t.wbuf[:0], msg)
-	if _, err := t.stdin.Write(t.wbuf); err != nil {
-		return fmt.Errorf("write to backend: %w", err)
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(t.spec.Timeouts.Request.D())
 	}
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.wbuf = wire.AppendLine(t.wbuf[:0], msg)
+	t.stdin.SetWriteDeadline(deadline)
+	_, err := t.stdin.Write(t.wbuf)
+	t.stdin.SetWriteDeadline(time.Time{})
 	if cap(t.wbuf) > 1<<20 {
 		t.wbuf = nil
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.log.Warn("backend is not reading its input; stopping it")
+			go t.Close(context.Background())
+			return errors.New("backend is not reading its input")
+		}
+		return fmt.Errorf("write to backend: %w", err)
 	}
 	return nil
 }
 
 // Close stops the process: it closes stdin and waits Timeouts.Shutdown,
 // then sends SIGTERM to the process group and waits again, then SIGKILL.
-// Whatever the backend spawned in its process group goes with it.
+// Whatever the backend spawned in its process group goes with it. It never
+// waits behind a blocked write, and returns when ctx ends.
 func (t *StdioTransport) Close(ctx context.Context) error {
 	t.stopOnce.Do(func() {
-		t.wmu.Lock()
-		t.closed = true
-		t.stdin.Close()
-		t.wmu.Unlock()
-		grace := t.spec.Timeouts.Shutdown.D()
-		pgid := t.cmd.Process.Pid
-		steps := []struct {
-			sig  syscall.Signal
-			wait time.Duration
-		}{{0, grace}, {syscall.SIGTERM, grace}, {syscall.SIGKILL, 5 * time.Second}}
-		for _, s := range steps {
-			if s.sig != 0 {
-				_ = syscall.Kill(-pgid, s.sig)
-			}
-			timer := time.NewTimer(s.wait)
-			select {
-			case <-t.exited:
-				timer.Stop()
-				// The leader is gone; take down anything left in its group.
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
-				return
-			case <-ctx.Done():
-				timer.Stop()
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
-				<-t.exited
-				return
-			case <-timer.C:
-			}
-		}
+		t.closed.Store(true)
+		t.stdin.Close() // also unblocks a pending write
+		go t.escalate()
 	})
-	<-t.exited
+	select {
+	case <-t.exited:
+	case <-ctx.Done():
+		_ = syscall.Kill(-t.cmd.Process.Pid, syscall.SIGKILL)
+	}
 	return nil
+}
+
+// escalate signals the process group until the process has exited.
+func (t *StdioTransport) escalate() {
+	grace := t.spec.Timeouts.Shutdown.D()
+	pgid := t.cmd.Process.Pid
+	for _, sig := range []syscall.Signal{0, syscall.SIGTERM, syscall.SIGKILL} {
+		if sig != 0 {
+			_ = syscall.Kill(-pgid, sig)
+		}
+		select {
+		case <-t.exited:
+			// The leader is gone; take down anything left in its group.
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			return
+		case <-time.After(grace):
+		}
+	}
+	<-t.exited
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
 func clip(b []byte, n int) string {
