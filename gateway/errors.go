@@ -69,7 +69,9 @@ func RPCError(err error) *jsonrpc.Error {
 	case errors.Is(err, context.Canceled):
 		return &jsonrpc.Error{Code: CodeRequestCancelled, Message: "request cancelled"}
 	}
-	return &jsonrpc.Error{Code: CodeInternal, Message: "internal error: " + err.Error()}
+	// Anything else is not meant for clients: its text may carry paths or
+	// addresses. The caller logs it.
+	return &jsonrpc.Error{Code: CodeInternal, Message: "internal error"}
 }
 
 // CodeRequestCancelled is used for requests the gateway gave up on because

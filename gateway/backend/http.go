@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,7 +127,7 @@ func (t *HTTPTransport) Send(ctx context.Context, msg *jsonrpc.Message) error {
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("post to backend: %w", err)
+		return fmt.Errorf("post to backend: %w", withoutURL(err))
 	}
 	defer resp.Body.Close()
 	if msg.Method == "initialize" {
@@ -148,10 +149,16 @@ func (t *HTTPTransport) Send(ctx context.Context, msg *jsonrpc.Message) error {
 		return err
 	case resp.StatusCode/100 != 2:
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		// A JSON-RPC error body answers the request; anything else fails it.
-		if m, derr := jsonrpc.Decode(bytes.TrimSpace(body), t.lim); derr == nil && m.IsResponse() {
+		// A JSON-RPC error body for this request answers it; anything else
+		// (including an error with a null id) fails it now, with what the
+		// backend said.
+		m, derr := jsonrpc.Decode(bytes.TrimSpace(body), t.lim)
+		if derr == nil && m.IsResponse() && jsonrpc.IDKey(m.ID) == jsonrpc.IDKey(msg.ID) {
 			t.deliver(m)
 			return nil
+		}
+		if derr == nil && m.Error != nil {
+			return fmt.Errorf("backend answered %s: %s", resp.Status, m.Error.Message)
 		}
 		return fmt.Errorf("backend answered %s", resp.Status)
 	case resp.StatusCode == http.StatusAccepted:
@@ -170,6 +177,12 @@ func (t *HTTPTransport) Send(ctx context.Context, msg *jsonrpc.Message) error {
 		m, err := jsonrpc.Decode(body, t.lim)
 		if err != nil {
 			return fmt.Errorf("backend answer: %w", err)
+		}
+		if !m.IsResponse() || jsonrpc.IDKey(m.ID) != jsonrpc.IDKey(msg.ID) {
+			if m.Error != nil {
+				return fmt.Errorf("backend answered an error for another id: %s", m.Error.Message)
+			}
+			return errors.New("backend answered with a message that is not the answer to the request")
 		}
 		t.deliver(m)
 		return nil
@@ -273,3 +286,13 @@ func (t *HTTPTransport) Close(ctx context.Context) error {
 var _ Transport = (*HTTPTransport)(nil)
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// withoutURL drops the URL from a *url.Error: a backend URL may carry a
+// secret in its query, and errors reach clients and logs.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}

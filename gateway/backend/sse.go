@@ -69,7 +69,7 @@ func (t *SSETransport) run() {
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := t.client.Do(req)
 	if err != nil {
-		t.err = fmt.Errorf("open SSE stream: %w", err)
+		t.err = fmt.Errorf("open SSE stream: %w", withoutURL(err))
 		t.end(t.err)
 		return
 	}
@@ -169,7 +169,7 @@ func (t *SSETransport) Send(ctx context.Context, msg *jsonrpc.Message) error {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := t.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("post to backend: %w", err)
+		return fmt.Errorf("post to backend: %w", withoutURL(err))
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()

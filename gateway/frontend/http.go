@@ -99,8 +99,11 @@ func NewHTTP(opts HTTPOptions) *HTTP {
 	return h
 }
 
-// Handler returns the HTTP handler: /mcp, /healthz and /readyz.
+// Handler returns the HTTP handler: /mcp, /healthz and /readyz, and the
+// legacy HTTP+SSE transport (GET /sse, POST /message) for 2024-11-05
+// clients.
 func (h *HTTP) Handler() http.Handler {
+	legacy := newLegacySSE(h)
 	r := chi.NewRouter()
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -116,6 +119,8 @@ func (h *HTTP) Handler() http.Handler {
 			w.Header().Set("Allow", "GET, POST, DELETE")
 			w.WriteHeader(http.StatusNoContent)
 		})
+		r.Get("/sse", legacy.get)
+		r.Post(sseMessagePath, legacy.post)
 	})
 	return r
 }

@@ -74,19 +74,25 @@ type Gateway struct {
 
 // New builds a gateway; nothing is started until a client uses a backend.
 func New(opts Options) *Gateway {
-	hc := opts.HTTPClient
-	if hc == nil {
+	var hc http.Client
+	if opts.HTTPClient != nil {
+		hc = *opts.HTTPClient
+	} else {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
 		tr.ResponseHeaderTimeout = 0 // streams are long; requests are bounded by their context
-		hc = &http.Client{Transport: tr}
+		hc.Transport = tr
 	}
+	// Redirects are never followed: a 307 would re-send the body and the
+	// backend's headers (its credentials) to wherever the backend says.
+	// A redirect answer is an error like any other non-2xx status.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	g := &Gateway{
 		cfg:        opts.Config,
 		log:        opts.Logger,
 		chain:      gateway.Chain(opts.Stages...),
 		version:    opts.Version,
-		httpClient: hc,
+		httpClient: &hc,
 		byID:       map[string]*config.Backend{},
 		shared:     map[string]*backend.Leg{},
 		caps:       map[string]backend.InitResult{},

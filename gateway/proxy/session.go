@@ -277,6 +277,9 @@ func (s *Session) serve(ctx context.Context, msg *jsonrpc.Message) *jsonrpc.Mess
 		return nil
 	}
 	if err != nil {
+		if gateway.RPCError(err).Code == gateway.CodeInternal {
+			s.log.Warn("request failed", slog.String("method", msg.Method), slog.String("err", err.Error()))
+		}
 		return errorAnswer(msg.ID, err)
 	}
 	if result == nil { // a stage neither passed nor refused the request
