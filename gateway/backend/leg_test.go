@@ -61,7 +61,7 @@ func fixture(quirks []string) {
 	}
 	if has(quirks, "orphan") {
 		// A child that inherits stdout and outlives this process.
-		child := exec.Command("sleep", "30")
+		child := exec.Command("sleep", os.Getenv("SALLYPORT_FIXTURE_SLEEP"))
 		child.Stdout = os.Stdout
 		child.Start()
 	}
@@ -345,7 +345,11 @@ func TestABackendThatStopsReadingCannotHangTheGateway(t *testing.T) {
 }
 
 func TestALeaderExitIsNoticedWhileItsChildHoldsStdout(t *testing.T) {
-	l := newTestLeg(t, fixtureSpec(t, "orphan"))
+	spec := fixtureSpec(t, "orphan")
+	// A duration unique to this run names the child, so nothing else matches.
+	sleep := fmt.Sprintf("30.%d", time.Now().UnixNano()%1000000)
+	spec.Env["SALLYPORT_FIXTURE_SLEEP"] = sleep
+	l := newTestLeg(t, spec)
 	if err := l.Ensure(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +361,7 @@ func TestALeaderExitIsNoticedWhileItsChildHoldsStdout(t *testing.T) {
 	// The orphaned child was in the backend's process group: it is gone too.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		out, _ := exec.Command("pgrep", "-f", "^sleep 30$").Output()
+		out, _ := exec.Command("pgrep", "-xf", "sleep "+sleep).Output()
 		alive := false
 		for _, f := range strings.Fields(string(out)) {
 			var pid int
