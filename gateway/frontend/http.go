@@ -109,7 +109,9 @@ func (h *HTTP) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
-	r.Get("/readyz", h.readyz)
+	// readyz names backends and their states: not for pages a rebinding
+	// attack could load, so Host and Origin are checked (no token needed).
+	r.With(h.checkHostOrigin).Get("/readyz", h.readyz)
 	r.Group(func(r chi.Router) {
 		r.Use(h.checkHostOrigin, h.authenticate)
 		r.Post("/mcp", h.post)
@@ -403,7 +405,21 @@ func (h *HTTP) serveRequest(w http.ResponseWriter, r *http.Request, hs *httpSess
 		return // the stream writer sent it
 	}
 	if answer == nil {
-		httpError(w, http.StatusNotFound, jsonrpc.CodeInvalidRequest, "session closed")
+		select {
+		case <-hs.s.Done():
+			httpError(w, http.StatusNotFound, jsonrpc.CodeInvalidRequest, "session closed")
+		default:
+			// The client cancelled the request: MCP sends no answer. An
+			// event stream that ends without one says exactly that; a
+			// client that takes only JSON gets the cancellation error.
+			if ps.sseOK {
+				wire.NewSSEWriter(w)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			w.Write(jsonrpc.NewError(msg.ID, gateway.CodeRequestCancelled, "request cancelled", nil).Encode())
+		}
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

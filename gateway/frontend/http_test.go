@@ -395,3 +395,42 @@ func TestBatchesOnlyOn20250326(t *testing.T) {
 		t.Fatalf("empty batch: %d", r.status)
 	}
 }
+
+func TestACancelledRequestIsNotAnsweredAsAClosedSession(t *testing.T) {
+	f := newFixture(t, nil)
+	sid := f.initialize(t, f.alice)
+	h := map[string]string{"Authorization": "Bearer " + f.alice, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+	got := make(chan reply, 1)
+	go func() {
+		got <- f.do(t, "POST", `{"jsonrpc":"2.0","id":"slow","method":"tools/call","params":{"name":"demo__generate_report","arguments":{"seconds":5,"steps":5}}}`, h)
+	}()
+	// Cancel once the call is in flight (bounded wait for it to register).
+	for i := 0; i < 200; i++ {
+		f.front.mu.Lock()
+		busy := f.front.sessions[sid].s.Busy()
+		f.front.mu.Unlock()
+		if busy {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := f.do(t, "POST", `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow","reason":"user"}}`, h); r.status != 202 {
+		t.Fatalf("cancel: %d", r.status)
+	}
+	r := <-got
+	if r.status != 200 || r.msg != nil {
+		t.Fatalf("cancelled call: %d %q %s; want 200 and no answer", r.status, r.header.Get("Content-Type"), r.body)
+	}
+	if r := f.do(t, "POST", `{"jsonrpc":"2.0","id":2,"method":"ping"}`, h); r.status != 200 {
+		t.Fatalf("the session should still be open: %d", r.status)
+	}
+}
+
+func TestInitializeReadsExactMemberNames(t *testing.T) {
+	f := newFixture(t, nil)
+	r := f.do(t, "POST", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","PROTOCOLVERSION":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`,
+		map[string]string{"Authorization": "Bearer " + f.alice})
+	if !strings.Contains(string(r.body), `"protocolVersion":"2025-06-18"`) {
+		t.Fatalf("a case-variant member decided the version: %s", r.body)
+	}
+}

@@ -109,20 +109,24 @@ func joinRaw(parts []string) string {
 // initialize answers the client's initialize itself: it negotiates the
 // version, and advertises the union of what the backends offer.
 func (s *Session) initialize(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error) {
-	var p struct {
-		ProtocolVersion string          `json:"protocolVersion"`
-		Capabilities    json.RawMessage `json:"capabilities"`
-		ClientInfo      struct {
-			Name    string `json:"name"`
-			Version string `json:"version"`
-		} `json:"clientInfo"`
-	}
-	if err := json.Unmarshal(x.Message.Params, &p); err != nil || p.ProtocolVersion == "" {
+	// Read with the strict codec's helpers, not encoding/json, which
+	// matches keys case-insensitively: what the gateway acts on is what
+	// the stages saw.
+	params := x.Message.Params
+	rawVersion, _ := jsonrpc.Member(params, "protocolVersion")
+	requested, okVersion := jsonrpc.Unquote(rawVersion)
+	clientCaps, okCaps := jsonrpc.Member(params, "capabilities")
+	clientInfo, _ := jsonrpc.Member(params, "clientInfo")
+	rawName, _ := jsonrpc.Member(clientInfo, "name")
+	rawClientVersion, _ := jsonrpc.Member(clientInfo, "version")
+	clientName, okName := jsonrpc.Unquote(rawName)
+	clientVersion, _ := jsonrpc.Unquote(rawClientVersion)
+	if !okVersion || requested == "" || !okCaps || len(clientCaps) == 0 || clientCaps[0] != '{' || !okName {
 		return nil, gateway.Errorf(gateway.CodeInvalidParams, "initialize needs params.protocolVersion, params.capabilities and params.clientInfo")
 	}
 	version := ClientVersions[0]
-	if slices.Contains(ClientVersions, p.ProtocolVersion) {
-		version = p.ProtocolVersion
+	if slices.Contains(ClientVersions, requested) {
+		version = requested
 	}
 	s.mu.Lock()
 	if s.state != stateNew {
@@ -130,7 +134,7 @@ func (s *Session) initialize(ctx context.Context, x *gateway.Exchange) (*jsonrpc
 		return nil, gateway.Errorf(gateway.CodeInvalidRequest, "session is already initialized")
 	}
 	// Known before any leg starts: legs offer backends what the client offers.
-	s.clientCaps = p.Capabilities
+	s.clientCaps = clientCaps
 	s.mu.Unlock()
 
 	// Learn the capabilities of backends no session has started yet.
@@ -209,7 +213,7 @@ func (s *Session) initialize(ctx context.Context, x *gateway.Exchange) (*jsonrpc
 	s.state = stateInitialized
 	info := *s.info.Load()
 	info.ProtocolVersion = version
-	info.ClientName, info.ClientVersion = p.ClientInfo.Name, p.ClientInfo.Version
+	info.ClientName, info.ClientVersion = clientName, clientVersion
 	s.info.Store(&info)
 	return &jsonrpc.Message{Result: json.RawMessage(result)}, nil
 }
