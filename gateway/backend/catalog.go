@@ -47,11 +47,12 @@ type Entry struct {
 // catalog caches one of a leg's lists (tools or prompts). A list_changed
 // notification or a restart invalidates it.
 type catalog struct {
-	mu      sync.Mutex
-	epoch   int // bumped on invalidation, so a fetch that raced one is not kept
-	valid   bool
-	entries []Entry
-	byName  map[string]int
+	mu       sync.Mutex
+	epoch    int // bumped on invalidation, so a fetch that raced one is not kept
+	valid    bool
+	entries  []Entry
+	byName   map[string]int
+	fetching chan struct{} // closed when the fetch in flight ends; nil when none
 }
 
 func (c *catalog) invalidate() {
@@ -98,13 +99,34 @@ func (l *Leg) invalidate(kind string) { l.catalog(kind).invalidate() }
 func (l *Leg) List(ctx context.Context, kind string) ([]Entry, error) {
 	c := l.catalog(kind)
 	c.mu.Lock()
+	for !c.valid && c.fetching != nil {
+		// One fetch at a time: wait for the one in flight and use it.
+		ch := c.fetching
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		c.mu.Lock()
+	}
 	if c.valid {
 		e := c.entries
 		c.mu.Unlock()
 		return e, nil
 	}
 	epoch := c.epoch
+	done := make(chan struct{})
+	c.fetching = done
 	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.fetching == done {
+			c.fetching = nil
+		}
+		c.mu.Unlock()
+		close(done)
+	}()
 
 	k, ok := listKinds[kind]
 	if !ok {

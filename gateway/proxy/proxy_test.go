@@ -279,7 +279,7 @@ func TestAStageCanRefuseBeforeTheBackendSeesTheCall(t *testing.T) {
 // its "grow" tool is called; it then sends notifications/tools/list_changed.
 func listChangingBackend() {
 	in := bufio.NewReader(os.Stdin)
-	tools := `{"name":"grow","inputSchema":{"type":"object"}}`
+	tools := `{"name":"grow","inputSchema":{"type":"object"}},{"name":"flood","inputSchema":{"type":"object"}}`
 	for {
 		line, err := in.ReadString('\n')
 		if err != nil {
@@ -299,6 +299,13 @@ func listChangingBackend() {
 		case "tools/list":
 			result = `{"tools":[` + tools + `]}`
 		case "tools/call":
+			if strings.Contains(line, `"flood"`) {
+				fmt.Printf(`{"jsonrpc":"2.0","id":%s,"result":{"content":[]}}`+"\n", req.ID)
+				for range 2000 {
+					fmt.Println(`{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`)
+				}
+				continue
+			}
 			tools += `,{"name":"grown","inputSchema":{"type":"object"}}`
 			result = `{"content":[]}`
 		}
@@ -493,4 +500,28 @@ func TestTheBackendGetsWhatThePipelinePassed(t *testing.T) {
 			t.Fatalf("got %s / %+v", resp.Result, resp.Error)
 		}
 	})
+}
+
+func TestAListChangedFloodIsCoalesced(t *testing.T) {
+	exe, _ := os.Executable()
+	g := newTestGateway(t, testConfig(t, config.Backend{ID: "lc", Command: exe, Env: map[string]string{"SALLYPORT_TEST_LISTCHANGED": "1"}}))
+	s, sink := initSession(t, g)
+	s.HandleMessage(request(1, "tools/call", `{"name":"lc__flood","arguments":{}}`))
+	sink.await(t, "1")
+	// Once the flood is over, a ping's answer comes after every
+	// notification the gateway decided to send for it.
+	time.Sleep(500 * time.Millisecond)
+	s.HandleMessage(request(2, "ping", ""))
+	sink.await(t, "2")
+	sink.mu.Lock()
+	n := 0
+	for _, m := range sink.msgs {
+		if m.Method == "notifications/tools/list_changed" {
+			n++
+		}
+	}
+	sink.mu.Unlock()
+	if n == 0 || n > 200 {
+		t.Fatalf("2000 backend list_changed became %d client notifications; want them coalesced", n)
+	}
 }

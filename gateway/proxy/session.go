@@ -56,6 +56,9 @@ type Session struct {
 	// legCalls are the client requests in flight per backend leg, so a
 	// backend's request can go on the stream of a request that caused it.
 	legCalls map[*backend.Leg][]json.RawMessage
+	// relists are the list_changed re-lists running, and whether another
+	// change came in meanwhile.
+	relists map[relistKey]bool
 	// logLevel is the level the client set with logging/setLevel.
 	logLevel string
 
@@ -85,6 +88,7 @@ func (g *Gateway) NewSession(id, transport string, p gateway.Principal, sink Sin
 		legs:       map[string]*backend.Leg{},
 		inflight:   map[string]context.CancelCauseFunc{},
 		serverReqs: map[string]*serverRequest{},
+		relists:    map[relistKey]bool{},
 		legCalls:   map[*backend.Leg][]json.RawMessage{},
 		closed:     make(chan struct{}),
 	}
@@ -529,23 +533,48 @@ func (s *Session) backendNotification(l *backend.Leg, msg *jsonrpc.Message) {
 	}
 }
 
+// relistKey names one of a leg's lists.
+type relistKey struct {
+	leg  *backend.Leg
+	kind string
+}
+
 // listChanged re-lists the backend's changed list, then tells the client
-// its aggregated list changed.
+// its aggregated list changed. Changes that arrive while a re-list is
+// running are coalesced into one more re-list and one more notification,
+// so a backend flooding list_changed costs at most two re-lists at a time.
 func (s *Session) listChanged(l *backend.Leg, method string) {
+	kind := strings.TrimSuffix(strings.TrimPrefix(method, "notifications/"), "/list_changed")
+	key := relistKey{l, kind}
 	s.mu.Lock()
-	ready := s.state == stateInitialized
-	s.mu.Unlock()
-	if !ready {
+	if s.state != stateInitialized {
+		s.mu.Unlock()
 		return
 	}
-	kind := strings.TrimSuffix(strings.TrimPrefix(method, "notifications/"), "/list_changed")
+	if _, running := s.relists[key]; running {
+		s.relists[key] = true // dirty: run once more when this one ends
+		s.mu.Unlock()
+		return
+	}
+	s.relists[key] = false
+	s.mu.Unlock()
 	go func() {
-		ctx, cancel := context.WithTimeout(s.ctx, s.g.requestTimeout())
-		defer cancel()
-		if _, err := l.List(ctx, kind); err != nil {
-			s.log.Warn("re-list after list_changed failed", slog.String("backend", l.ID()), slog.String("err", err.Error()))
+		for {
+			ctx, cancel := context.WithTimeout(s.ctx, s.g.requestTimeout())
+			if _, err := l.List(ctx, kind); err != nil {
+				s.log.Warn("re-list after list_changed failed", slog.String("backend", l.ID()), slog.String("err", err.Error()))
+			}
+			cancel()
+			s.notifyClient(l.ID(), jsonrpc.NewNotification(method, nil))
+			s.mu.Lock()
+			if !s.relists[key] || s.state == stateClosed {
+				delete(s.relists, key)
+				s.mu.Unlock()
+				return
+			}
+			s.relists[key] = false
+			s.mu.Unlock()
 		}
-		s.notifyClient(l.ID(), jsonrpc.NewNotification(method, nil))
 	}()
 }
 
