@@ -485,7 +485,9 @@ func (h *HTTP) newSession(p gateway.Principal) (*httpSession, error) {
 	if h.closing {
 		return nil, errors.New("gateway is shutting down")
 	}
-	if len(h.sessions) >= h.cfg.HTTP.MaxSessions {
+	// Every open session counts, whatever its transport (and sessions
+	// still closing count until their backends are gone).
+	if h.g.Sessions() >= h.cfg.HTTP.MaxSessions {
 		return nil, errors.New("too many sessions")
 	}
 	hs := &httpSession{posts: map[string]*postStream{}, lastActive: time.Now()}

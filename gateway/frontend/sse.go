@@ -65,7 +65,7 @@ func (l *legacySSE) open(p gateway.Principal) (*sseSession, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(h.sessions)+len(l.sessions) >= h.cfg.HTTP.MaxSessions {
+	if h.g.Sessions() >= h.cfg.HTTP.MaxSessions {
 		return nil, errTooManySessions
 	}
 	ss := newSSESession(sseQueueSize)
@@ -143,6 +143,8 @@ func (l *legacySSE) get(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout)) }
 	deadline()
+	// The connection may serve further requests after this one.
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	sse := wire.NewSSEWriter(w)
 	if sse.Write(wire.Event{Event: "endpoint", Data: []byte(sseMessagePath + "?sessionId=" + ss.key)}) != nil {
 		return

@@ -1,6 +1,7 @@
 // Package frontend serves client transports: the gateway as a stdio MCP
-// server (what Claude Desktop launches) and as a Streamable HTTP MCP
-// server. Both feed the same proxy sessions and pipeline.
+// server (what Claude Desktop launches), as a Streamable HTTP MCP server,
+// and over the legacy HTTP+SSE transport for 2024-11-05 clients. All feed
+// the same proxy sessions and pipeline.
 package frontend
 
 import (
