@@ -96,7 +96,8 @@ type Leg struct {
 	pending  map[int64]*call
 	catalogs map[string]*catalog
 	pid      int
-	serving  chan struct{} // a slot per backend request being served
+	serving  chan struct{}  // a slot per backend request being served
+	starts   sync.WaitGroup // start attempts in progress
 }
 
 type call struct {
@@ -207,6 +208,7 @@ func (l *Leg) Ensure(ctx context.Context) error {
 			l.starting = make(chan struct{})
 			l.gen++
 			gen := l.gen
+			l.starts.Add(1)
 			l.mu.Unlock()
 			go l.start(gen)
 		}
@@ -216,17 +218,19 @@ func (l *Leg) Ensure(ctx context.Context) error {
 // start opens the transport and performs the initialize handshake, under
 // the startup timeout and independent of any one caller's context.
 func (l *Leg) start(gen int) {
+	defer l.starts.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), l.spec.Timeouts.Startup.D())
 	defer cancel()
 	tr, pid, init, err := l.open(ctx, gen)
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.gen != gen || l.state == StateClosed {
+		l.mu.Unlock()
 		if tr != nil {
-			go tr.Close(context.Background())
+			tr.Close(context.Background()) // Close waits for this
 		}
 		return
 	}
+	defer l.mu.Unlock()
 	defer close(l.starting)
 	if err != nil {
 		l.markDownLocked(fmt.Errorf("start: %w", err))
@@ -503,7 +507,15 @@ func (l *Leg) Close(ctx context.Context) error {
 	l.lastErr = errors.New("closed")
 	l.mu.Unlock()
 	if tr != nil {
-		return tr.Close(ctx)
+		tr.Close(ctx)
+	}
+	// A start in progress closes what it opened; wait for it, so nothing
+	// the leg started outlives Close.
+	started := make(chan struct{})
+	go func() { l.starts.Wait(); close(started) }()
+	select {
+	case <-started:
+	case <-ctx.Done():
 	}
 	return nil
 }

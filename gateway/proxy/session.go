@@ -23,6 +23,9 @@ var errClientCancelled = errors.New("cancelled by the client")
 // errSessionClosed is the cause of request contexts when the session ends.
 var errSessionClosed = errors.New("session closed")
 
+// maxInflight bounds one session's requests in flight.
+const maxInflight = 256
+
 type sessionState uint8
 
 const (
@@ -176,6 +179,9 @@ func (s *Session) begin(msg *jsonrpc.Message) (ctx context.Context, done func(),
 	}
 	if _, dup := s.inflight[key]; dup {
 		return nil, nil, jsonrpc.NewError(msg.ID, gateway.CodeInvalidRequest, "request id is already in use by a request in flight", nil)
+	}
+	if len(s.inflight) >= maxInflight {
+		return nil, nil, jsonrpc.NewError(msg.ID, gateway.CodeInvalidRequest, "too many requests in flight in this session", nil)
 	}
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	s.inflight[key] = cancel

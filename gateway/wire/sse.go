@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -123,6 +124,14 @@ func NewSSEWriter(w http.ResponseWriter) *SSEWriter {
 // Write sends one event. Data must not contain a newline (JSON-RPC messages
 // encoded compactly never do); if it does, it is split over data lines.
 func (s *SSEWriter) Write(ev Event) error {
+	if bytes.IndexByte(ev.Data, '\r') >= 0 || bytes.IndexByte(ev.Data, '\n') >= 0 {
+		// Forwarded JSON may be pretty-printed; a lone CR would end the
+		// line early for the reader. Compact it when it is JSON.
+		var c bytes.Buffer
+		if json.Compact(&c, ev.Data) == nil {
+			ev.Data = c.Bytes()
+		}
+	}
 	b := s.buf[:0]
 	if ev.ID != "" {
 		b = append(b, "id: "...)
