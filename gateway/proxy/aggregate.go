@@ -30,9 +30,13 @@ func (s *Session) aggregate(kind string) routeFunc {
 	member := listMembers[kind]
 	rename := kind == "tools" || kind == "prompts"
 	return func(ctx context.Context, x *gateway.Exchange) (*jsonrpc.Message, error) {
-		if cur, ok := jsonrpc.Member(x.Message.Params, "cursor"); ok && string(cur) != "null" {
-			// The gateway returns whole lists and never issues a cursor.
-			return nil, gateway.Errorf(gateway.CodeInvalidParams, "invalid cursor")
+		offset := 0
+		if raw, ok := jsonrpc.Member(x.Message.Params, "cursor"); ok && string(raw) != "null" {
+			cur, _ := jsonrpc.Unquote(raw)
+			var err error
+			if offset, err = s.g.cursors.open(cur, s.ID(), kind); err != nil {
+				return nil, gateway.Errorf(gateway.CodeInvalidParams, "invalid cursor")
+			}
 		}
 		ctx, cancel := context.WithTimeout(ctx, s.g.requestTimeout())
 		defer cancel()
@@ -45,9 +49,7 @@ func (s *Session) aggregate(kind string) routeFunc {
 		}
 		wg.Wait()
 
-		var b bytes.Buffer
-		b.WriteString(`{"` + member + `":[`)
-		first := true
+		var entries []json.RawMessage
 		for i, id := range ids {
 			for _, e := range lists[i] {
 				if kind == "tools" && taskOnly(e.Raw) {
@@ -64,14 +66,26 @@ func (s *Session) aggregate(kind string) routeFunc {
 						raw = jsonrpc.SetMember(raw, "name", jsonrpc.Quote(public))
 					}
 				}
-				if !first {
-					b.WriteByte(',')
-				}
-				first = false
-				b.Write(raw)
+				entries = append(entries, raw)
 			}
 		}
+		if offset > len(entries) {
+			offset = len(entries)
+		}
+		end := min(offset+s.g.pageSize, len(entries))
+
+		var b bytes.Buffer
+		b.WriteString(`{"` + member + `":[`)
+		for i, raw := range entries[offset:end] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(raw)
+		}
 		b.WriteByte(']')
+		if end < len(entries) {
+			b.WriteString(`,"nextCursor":` + string(jsonrpc.Quote(s.g.cursors.issue(s.ID(), kind, end))))
+		}
 		var down []string
 		for i, err := range errs {
 			if err != nil {

@@ -43,6 +43,8 @@ type Options struct {
 	Logger  *slog.Logger
 	Stages  []gateway.Stage
 	Version string
+	// PageSize is the page size of aggregated lists; 0 is DefaultPageSize.
+	PageSize int
 	// HTTPClient serves HTTP and SSE backends; nil uses a client with sane
 	// timeouts.
 	HTTPClient *http.Client
@@ -65,7 +67,9 @@ type Gateway struct {
 	capsMu sync.RWMutex
 	caps   map[string]backend.InitResult
 
-	subs subscriptions
+	subs     subscriptions
+	cursors  cursors
+	pageSize int
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -99,6 +103,11 @@ func New(opts Options) *Gateway {
 		sessions:   map[*Session]struct{}{},
 	}
 	g.subs.m = map[*backend.Leg]map[string]map[*Session]bool{}
+	g.cursors = newCursors()
+	g.pageSize = opts.PageSize
+	if g.pageSize <= 0 {
+		g.pageSize = DefaultPageSize
+	}
 	for i := range opts.Config.Backends {
 		b := &opts.Config.Backends[i]
 		g.backends = append(g.backends, b)

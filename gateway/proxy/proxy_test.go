@@ -110,11 +110,17 @@ func demoBackend(t *testing.T, id string) config.Backend {
 
 func newTestGateway(t *testing.T, cfg *config.Config, stages ...gateway.Stage) *Gateway {
 	t.Helper()
+	return newTestGatewayWith(t, cfg, Options{Stages: stages})
+}
+
+func newTestGatewayWith(t *testing.T, cfg *config.Config, opts Options) *Gateway {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	g := New(Options{Config: cfg, Logger: log, Stages: stages, Version: "test"})
+	opts.Config, opts.Logger, opts.Version = cfg, log, "test"
+	g := New(opts)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

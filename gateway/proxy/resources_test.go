@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -66,5 +67,61 @@ func TestInitializeAdvertisesTheUnionOfCapabilities(t *testing.T) {
 	}
 	if _, ok := jsonrpc.Member(caps, "tasks"); ok {
 		t.Errorf("tasks advertised though the gateway does not relay them: %s", caps)
+	}
+}
+
+func TestAggregatedListsArePagedWithSignedCursors(t *testing.T) {
+	cfg := testConfig(t, demoBackend(t, "a"), demoBackend(t, "b"))
+	g := newTestGatewayWith(t, cfg, Options{PageSize: 5})
+	s, sink := initSession(t, g)
+	seen := map[string]bool{}
+	cursor := ""
+	for page := 0; ; page++ {
+		params := ``
+		if cursor != "" {
+			params = `{"cursor":` + string(jsonrpc.Quote(cursor)) + `}`
+		}
+		s.HandleMessage(request(100+page, "tools/list", params))
+		resp := sink.await(t, itoa(100+page))
+		if resp.Error != nil {
+			t.Fatalf("page %d: %+v", page, resp.Error)
+		}
+		var r struct {
+			Tools      []struct{ Name string } `json:"tools"`
+			NextCursor string                  `json:"nextCursor"`
+		}
+		json.Unmarshal(resp.Result, &r)
+		if len(r.Tools) > 5 {
+			t.Fatalf("page of %d", len(r.Tools))
+		}
+		for _, tl := range r.Tools {
+			if seen[tl.Name] {
+				t.Fatalf("%s listed twice", tl.Name)
+			}
+			seen[tl.Name] = true
+		}
+		if r.NextCursor == "" {
+			break
+		}
+		if page == 0 {
+			tampered := []byte(r.NextCursor)
+			tampered[0] ^= 1
+			for i, bad := range []string{string(tampered), r.NextCursor + "x", "garbage"} {
+				s.HandleMessage(request(900+i, "tools/list", `{"cursor":`+string(jsonrpc.Quote(bad))+`}`))
+				if resp := sink.await(t, itoa(900+i)); resp.Error == nil || resp.Error.Code != jsonrpc.CodeInvalidParams {
+					t.Fatalf("tampered cursor %q: %+v", bad, resp.Error)
+				}
+			}
+			// Another session cannot use this session's cursor.
+			s2, sink2 := initSession(t, g)
+			s2.HandleMessage(request(950, "tools/list", `{"cursor":`+string(jsonrpc.Quote(r.NextCursor))+`}`))
+			if resp := sink2.await(t, "950"); resp.Error == nil {
+				t.Fatal("a cursor worked in another session")
+			}
+		}
+		cursor = r.NextCursor
+	}
+	if len(seen) != 12 { // six demo tools on each of two backends
+		t.Fatalf("paged through %d tools, want 12: %v", len(seen), seen)
 	}
 }
