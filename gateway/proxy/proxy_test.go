@@ -406,6 +406,7 @@ func TestSamplingIsRelayedToTheOwningClient(t *testing.T) {
 		s, _ := g.NewSession(NewSessionID(), "test", gateway.Principal{ID: "alice"}, sink)
 		s.HandleMessage(request(0, "initialize", `{"protocolVersion":"2025-11-25","capabilities":{"sampling":{},"experimental":{"x":{}}},"clientInfo":{"name":"t","version":"1"}}`))
 		sink.await(t, "0")
+		s.HandleMessage(jsonrpc.NewNotification("notifications/initialized", nil))
 		s.HandleMessage(request(1, "tools/call", `{"name":"s__ask","arguments":{}}`))
 		var req *jsonrpc.Message
 		select {

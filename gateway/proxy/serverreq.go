@@ -108,12 +108,19 @@ func (s *Session) serverRequest(l *backend.Leg, msg *jsonrpc.Message) {
 			return
 		}
 	}
-	s.mu.Lock()
-	if s.state != stateInitialized {
-		s.mu.Unlock()
-		refuse(jsonrpc.CodeInvalidRequest, "the client session is not ready")
+	// A backend started during the client's initialize may ask at once
+	// (roots, typically); the client may be asked only once it has said
+	// it is initialized. Wait for that, within the request timeout.
+	select {
+	case <-s.clientReady:
+	case <-s.ctx.Done():
+		refuse(jsonrpc.CodeInvalidRequest, "the client session closed")
+		return
+	case <-time.After(l.Spec().Timeouts.Request.D()):
+		refuse(jsonrpc.CodeInvalidRequest, "the client session did not become ready")
 		return
 	}
+	s.mu.Lock()
 	if len(s.serverReqs) >= maxServerRequests {
 		s.mu.Unlock()
 		refuse(jsonrpc.CodeInvalidRequest, "too many requests waiting for the client")

@@ -68,6 +68,9 @@ type Session struct {
 	requests  sync.WaitGroup
 	closeOnce sync.Once
 	closed    chan struct{}
+	// clientReady is closed when the client sent notifications/initialized.
+	clientReady chan struct{}
+	readyOnce   sync.Once
 }
 
 // NewSessionID returns a new session id: 128 bits from crypto/rand, hex.
@@ -82,18 +85,19 @@ func NewSessionID() string {
 func (g *Gateway) NewSession(id, transport string, p gateway.Principal, sink Sink) (*Session, error) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	s := &Session{
-		g:          g,
-		log:        g.log.With(slog.String("session", id)),
-		sink:       sink,
-		principal:  p,
-		ctx:        ctx,
-		cancel:     cancel,
-		legs:       map[string]*backend.Leg{},
-		inflight:   map[string]context.CancelCauseFunc{},
-		serverReqs: map[string]*serverRequest{},
-		relists:    map[relistKey]bool{},
-		legCalls:   map[*backend.Leg][]json.RawMessage{},
-		closed:     make(chan struct{}),
+		g:           g,
+		log:         g.log.With(slog.String("session", id)),
+		sink:        sink,
+		principal:   p,
+		ctx:         ctx,
+		cancel:      cancel,
+		legs:        map[string]*backend.Leg{},
+		inflight:    map[string]context.CancelCauseFunc{},
+		serverReqs:  map[string]*serverRequest{},
+		relists:     map[relistKey]bool{},
+		legCalls:    map[*backend.Leg][]json.RawMessage{},
+		closed:      make(chan struct{}),
+		clientReady: make(chan struct{}),
 	}
 	s.info.Store(&gateway.SessionInfo{ID: id, Transport: transport})
 	g.mu.Lock()
@@ -483,7 +487,12 @@ func (s *Session) clientNotification(msg *jsonrpc.Message) {
 	var deliver func(context.Context, *gateway.Exchange) error
 	switch msg.Method {
 	case "notifications/initialized":
-		deliver = func(context.Context, *gateway.Exchange) error { return nil }
+		deliver = func(context.Context, *gateway.Exchange) error {
+			if s.ProtocolVersion() != "" { // initialize was answered
+				s.readyOnce.Do(func() { close(s.clientReady) })
+			}
+			return nil
+		}
 	case "notifications/cancelled":
 		deliver = func(context.Context, *gateway.Exchange) error {
 			reqID, _ := jsonrpc.Member(msg.Params, "requestId")
