@@ -3,10 +3,21 @@
 // the reference client the end-to-end tests hold Sallyport against.
 //
 // Usage:
-//   node tsclient.mjs --stdio CMD [ARGS...] -- ACTION...
-//   node tsclient.mjs --http URL [--token T] ACTION...
+//   node tsclient.mjs --stdio CMD [ARGS...] -- [OPTION...] ACTION...
+//   node tsclient.mjs --http URL [--token T] [OPTION...] ACTION...
+// Options (each declares a client capability and answers the server's
+// requests for it with the canned JSON given; whatever the options, every
+// request and notification from the server is recorded, see the waits):
+//   --sampling-reply JSON      declare sampling; answer sampling/createMessage with JSON
+//   --elicitation-reply JSON   declare elicitation; answer elicitation/create with JSON
+//   --roots JSON               declare roots; answer roots/list with {"roots": JSON}
 // Actions:
 //   list-tools | list-prompts | ping | call TOOL JSONARGS
+//   list-resources | list-resource-templates | read URI | get-prompt NAME JSONARGS
+//   subscribe URI | unsubscribe URI | complete JSONPARAMS | set-level LEVEL
+//   wait-notifications METHOD N SECONDS   wait until N notifications METHOD ("*": any)
+//                                         arrived in all; print all of them so far
+//   wait-requests METHOD N SECONDS        the same for requests from the server
 //
 // The SDK is loaded from the node_modules folder named by the environment
 // variable SALLYPORT_NODE_MODULES (see .ci/testdeps.sh).
@@ -16,6 +27,9 @@
 // then one per action:
 //   {"action":"call","ok":true,"result":{...},"progress":[...]}
 //   {"action":"call","ok":false,"error":{"code":-32602,"message":"..."}}
+//   {"action":"wait-notifications","ok":true,"result":{"notifications":[{"method":...,"params":...}]}}
+//   {"action":"wait-requests","ok":true,"result":{"requests":[{"method":...,"params":...}]}}
+// (a wait that times out prints ok false with what arrived in "result").
 // The exit status is 0 unless the connection itself failed (then 2) or the
 // usage was wrong (then 64).
 import { readFileSync } from 'node:fs';
@@ -96,15 +110,81 @@ if (argv[i] === '--stdio') {
   usage('first argument must be --stdio or --http');
 }
 
+// Client capabilities and canned answers to the server's requests.
+const replies = {};
+const parseJSONArg = (flag, raw) => {
+  if (raw === undefined) usage(`${flag} needs JSON`);
+  try {
+    return JSON.parse(raw);
+  } catch (err) {
+    return usage(`${flag}: not JSON: ${err.message}`);
+  }
+};
+while (argv[i]?.startsWith('--')) {
+  const flag = argv[i++];
+  switch (flag) {
+    case '--sampling-reply':
+      replies.sampling = parseJSONArg(flag, argv[i++]);
+      break;
+    case '--elicitation-reply':
+      replies.elicitation = parseJSONArg(flag, argv[i++]);
+      break;
+    case '--roots':
+      replies.roots = parseJSONArg(flag, argv[i++]);
+      break;
+    default:
+      usage(`unknown option ${JSON.stringify(flag)}`);
+  }
+}
+
+const parseSeconds = (what, raw) => {
+  const n = Number(raw);
+  if (raw === undefined || !Number.isFinite(n) || n < 0) usage(`${what} needs a number of seconds`);
+  return n;
+};
+
 const actions = [];
 while (i < argv.length) {
   const name = argv[i++];
   switch (name) {
     case 'list-tools':
     case 'list-prompts':
+    case 'list-resources':
+    case 'list-resource-templates':
     case 'ping':
       actions.push({ name });
       break;
+    case 'read':
+    case 'subscribe':
+    case 'unsubscribe': {
+      const uri = argv[i++];
+      if (uri === undefined) usage(`${name} needs URI`);
+      actions.push({ name, uri });
+      break;
+    }
+    case 'set-level': {
+      const level = argv[i++];
+      if (level === undefined) usage('set-level needs LEVEL');
+      actions.push({ name, level });
+      break;
+    }
+    case 'complete':
+      actions.push({ name, params: parseJSONArg('complete', argv[i++]) });
+      break;
+    case 'get-prompt': {
+      const prompt = argv[i++];
+      if (prompt === undefined) usage('get-prompt needs NAME JSONARGS');
+      actions.push({ name, prompt, args: parseJSONArg('get-prompt', argv[i++]) });
+      break;
+    }
+    case 'wait-notifications':
+    case 'wait-requests': {
+      const method = argv[i++];
+      const count = Number(argv[i++]);
+      if (method === undefined || !Number.isInteger(count) || count < 0) usage(`${name} needs METHOD N SECONDS`);
+      actions.push({ name, method, count, seconds: parseSeconds(name, argv[i++]) });
+      break;
+    }
     case 'call': {
       const tool = argv[i++];
       const raw = argv[i++];
@@ -139,7 +219,59 @@ function errorOf(err) {
   return out;
 }
 
-const client = new Client({ name: 'sallyport-e2e-tsclient', version: '1.0.0' }, { capabilities: {} });
+const capabilities = {};
+if (replies.sampling !== undefined) capabilities.sampling = {};
+if (replies.elicitation !== undefined) capabilities.elicitation = {};
+if (replies.roots !== undefined) capabilities.roots = { listChanged: true };
+const client = new Client({ name: 'sallyport-e2e-tsclient', version: '1.0.0' }, { capabilities });
+
+// What the server sent besides answers: its requests and its notifications
+// (progress included), in order of arrival, without their ids. They are
+// taken from the transport before the SDK sees them: the SDK hands
+// notifications to their handlers a microtask late, after an answer read in
+// the same chunk, and so drops a call's last progress now and then (the
+// "progress" member of call lines shows what the SDK passed on). Waiters
+// are woken on every arrival.
+const received = { requests: [], notifications: [] };
+let wake = () => {};
+transport.onmessage = (msg) => {
+  if (typeof msg?.method !== 'string') return;
+  const list = msg.id === undefined ? received.notifications : received.requests;
+  list.push(msg.params === undefined ? { method: msg.method } : { method: msg.method, params: msg.params });
+  wake();
+};
+if (replies.sampling !== undefined || replies.elicitation !== undefined || replies.roots !== undefined) {
+  const { CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema } =
+    await import(resolveImport('@modelcontextprotocol/sdk/types.js'));
+  if (replies.sampling !== undefined) {
+    client.setRequestHandler(CreateMessageRequestSchema, async () => replies.sampling);
+  }
+  if (replies.elicitation !== undefined) {
+    client.setRequestHandler(ElicitRequestSchema, async () => replies.elicitation);
+  }
+  if (replies.roots !== undefined) {
+    client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: replies.roots }));
+  }
+}
+
+// waitFor resolves with the entries of list matching method once there
+// are at least count of them, or after seconds with ok false.
+async function waitFor(list, method, count, seconds) {
+  const matching = () => list.filter((m) => method === '*' || m.method === method);
+  const deadline = Date.now() + seconds * 1000;
+  while (matching().length < count) {
+    const left = deadline - Date.now();
+    if (left <= 0) return { ok: false, found: matching() };
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, left);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+  return { ok: true, found: matching() };
+}
 
 // The SDK tells HTTP transports the negotiated version through
 // setProtocolVersion; wrap it (or add it, for stdio) to learn the version.
@@ -194,6 +326,55 @@ for (const a of actions) {
       case 'ping':
         emit({ action: a.name, ok: true, result: await client.ping() });
         break;
+      case 'list-resources': {
+        const resources = [];
+        let cursor;
+        do {
+          const page = await client.listResources(cursor ? { cursor } : undefined);
+          resources.push(...page.resources);
+          cursor = page.nextCursor;
+        } while (cursor);
+        emit({ action: a.name, ok: true, result: { resources } });
+        break;
+      }
+      case 'list-resource-templates': {
+        const resourceTemplates = [];
+        let cursor;
+        do {
+          const page = await client.listResourceTemplates(cursor ? { cursor } : undefined);
+          resourceTemplates.push(...page.resourceTemplates);
+          cursor = page.nextCursor;
+        } while (cursor);
+        emit({ action: a.name, ok: true, result: { resourceTemplates } });
+        break;
+      }
+      case 'read':
+        emit({ action: a.name, ok: true, result: await client.readResource({ uri: a.uri }) });
+        break;
+      case 'subscribe':
+        emit({ action: a.name, ok: true, result: await client.subscribeResource({ uri: a.uri }) });
+        break;
+      case 'unsubscribe':
+        emit({ action: a.name, ok: true, result: await client.unsubscribeResource({ uri: a.uri }) });
+        break;
+      case 'set-level':
+        emit({ action: a.name, ok: true, result: await client.setLoggingLevel(a.level) });
+        break;
+      case 'complete':
+        emit({ action: a.name, ok: true, result: await client.complete(a.params) });
+        break;
+      case 'get-prompt':
+        emit({ action: a.name, ok: true, result: await client.getPrompt({ name: a.prompt, arguments: a.args }) });
+        break;
+      case 'wait-notifications':
+      case 'wait-requests': {
+        const key = a.name === 'wait-requests' ? 'requests' : 'notifications';
+        const { ok, found } = await waitFor(received[key], a.method, a.count, a.seconds);
+        const out = { action: a.name, ok, result: { [key]: found } };
+        if (!ok) out.error = { code: null, message: `${found.length} of ${a.count} ${a.method} within ${a.seconds}s` };
+        emit(out);
+        break;
+      }
       case 'call': {
         const progress = [];
         const result = await client.callTool({ name: a.tool, arguments: a.args }, undefined, {
