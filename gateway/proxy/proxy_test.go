@@ -285,7 +285,7 @@ func TestAStageCanRefuseBeforeTheBackendSeesTheCall(t *testing.T) {
 // its "grow" tool is called; it then sends notifications/tools/list_changed.
 func listChangingBackend() {
 	in := bufio.NewReader(os.Stdin)
-	tools := `{"name":"grow","inputSchema":{"type":"object"}},{"name":"flood","inputSchema":{"type":"object"}}`
+	tools := `{"name":"grow","inputSchema":{"type":"object"}},{"name":"flood","inputSchema":{"type":"object"}},{"name":"prog","inputSchema":{"type":"object"}}`
 	for {
 		line, err := in.ReadString('\n')
 		if err != nil {
@@ -305,6 +305,21 @@ func listChangingBackend() {
 		case "tools/list":
 			result = `{"tools":[` + tools + `]}`
 		case "tools/call":
+			if strings.Contains(line, `"prog"`) {
+				var call struct {
+					Params struct {
+						Meta struct {
+							ProgressToken json.RawMessage `json:"progressToken"`
+						} `json:"_meta"`
+					} `json:"params"`
+				}
+				json.Unmarshal([]byte(line), &call)
+				for _, p := range []string{"1", "1", "0.5", "2"} {
+					fmt.Printf(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":%s,"progress":%s}}`+"\n", call.Params.Meta.ProgressToken, p)
+				}
+				fmt.Printf(`{"jsonrpc":"2.0","id":%s,"result":{"content":[]}}`+"\n", req.ID)
+				continue
+			}
 			if strings.Contains(line, `"flood"`) {
 				fmt.Printf(`{"jsonrpc":"2.0","id":%s,"result":{"content":[]}}`+"\n", req.ID)
 				for range 2000 {
@@ -530,5 +545,25 @@ func TestAListChangedFloodIsCoalesced(t *testing.T) {
 	sink.mu.Unlock()
 	if n == 0 || n > 200 {
 		t.Fatalf("2000 backend list_changed became %d client notifications; want them coalesced", n)
+	}
+}
+
+func TestProgressThatDoesNotIncreaseIsDropped(t *testing.T) {
+	exe, _ := os.Executable()
+	g := newTestGateway(t, testConfig(t, config.Backend{ID: "lc", Command: exe, Env: map[string]string{"SALLYPORT_TEST_LISTCHANGED": "1"}}))
+	s, sink := initSession(t, g)
+	s.HandleMessage(request(1, "tools/call", `{"name":"lc__prog","arguments":{},"_meta":{"progressToken":"p"}}`))
+	sink.await(t, "1")
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	var got []string
+	for _, m := range sink.msgs {
+		if m.Method == "notifications/progress" {
+			v, _ := jsonrpc.Member(m.Params, "progress")
+			got = append(got, string(v))
+		}
+	}
+	if strings.Join(got, ",") != "1,2" {
+		t.Fatalf("client saw progress %v, want 1,2", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -463,12 +464,23 @@ func progressToken(params json.RawMessage) json.RawMessage {
 func (s *Session) progressForwarder(ctx context.Context, x *gateway.Exchange, clientToken json.RawMessage) func(json.RawMessage) {
 	related := x.Message.ID
 	var mu sync.Mutex
+	last := math.Inf(-1)
 	return func(params json.RawMessage) {
 		mu.Lock()
 		defer mu.Unlock()
 		if ctx.Err() != nil {
 			return
 		}
+		// Progress must increase (MCP); anything else from the backend is
+		// dropped rather than passed on to confuse the client.
+		var p struct {
+			Progress *float64 `json:"progress"`
+		}
+		raw, _ := jsonrpc.Member(params, "progress")
+		if json.Unmarshal(raw, &p.Progress) != nil || p.Progress == nil || *p.Progress <= last {
+			return
+		}
+		last = *p.Progress
 		params = jsonrpc.SetMember(params, "progressToken", clientToken)
 		n := jsonrpc.NewNotification("notifications/progress", params)
 		nx := s.newExchange(gateway.BackendToClient, gateway.KindNotification, n.Method, n, func(_ context.Context, nx *gateway.Exchange) error {
