@@ -224,8 +224,23 @@ type subscriptions struct {
 	m  map[*backend.Leg]map[string]map[*Session]bool
 }
 
+// maxSubscriptions bounds one session's resource subscriptions.
+const maxSubscriptions = 256
+
 func (g *Gateway) subscribe(ctx context.Context, s *Session, l *backend.Leg, uri string, params json.RawMessage) (*jsonrpc.Message, error) {
 	g.subs.mu.Lock()
+	n := 0
+	for leg, byURI := range g.subs.m {
+		for u, sessions := range byURI {
+			if sessions[s] && (leg != l || u != uri) { // a repeat of this one does not count
+				n++
+			}
+		}
+	}
+	if n >= maxSubscriptions {
+		g.subs.mu.Unlock()
+		return nil, gateway.Errorf(gateway.CodeInvalidRequest, "too many subscriptions in this session (%d)", maxSubscriptions)
+	}
 	byURI := g.subs.m[l]
 	if byURI == nil {
 		byURI = map[string]map[*Session]bool{}

@@ -4,10 +4,17 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // templateCache holds compiled URI template matchers.
-var templateCache sync.Map // template string → *regexp.Regexp (nil: unusable)
+var (
+	templateCache sync.Map // template string → *regexp.Regexp (nil: unusable)
+	templateCount atomic.Int64
+)
+
+// maxCachedTemplates bounds templateCache.
+const maxCachedTemplates = 10000
 
 // matchTemplate reports whether uri is an expansion of the RFC 6570 URI
 // template tmpl. Literal parts must match exactly; each expression matches
@@ -15,7 +22,15 @@ var templateCache sync.Map // template string → *regexp.Regexp (nil: unusable)
 func matchTemplate(tmpl, uri string) bool {
 	v, ok := templateCache.Load(tmpl)
 	if !ok {
-		v, _ = templateCache.LoadOrStore(tmpl, compileTemplate(tmpl))
+		// The templates come from backends: the cache is bounded, and past
+		// the bound a template is compiled for each use.
+		re := compileTemplate(tmpl)
+		if templateCount.Load() < maxCachedTemplates {
+			if _, loaded := templateCache.LoadOrStore(tmpl, re); !loaded {
+				templateCount.Add(1)
+			}
+		}
+		v = re
 	}
 	re, _ := v.(*regexp.Regexp)
 	return re != nil && re.MatchString(uri)
