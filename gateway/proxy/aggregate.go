@@ -50,6 +50,7 @@ func (s *Session) aggregate(kind string) routeFunc {
 		wg.Wait()
 
 		var entries []json.RawMessage
+		version := s.ProtocolVersion()
 		for i, id := range ids {
 			for _, e := range lists[i] {
 				if kind == "tools" && taskOnly(e.Raw) {
@@ -66,7 +67,7 @@ func (s *Session) aggregate(kind string) routeFunc {
 						raw = jsonrpc.SetMember(raw, "name", jsonrpc.Quote(public))
 					}
 				}
-				entries = append(entries, raw)
+				entries = append(entries, adaptEntry(raw, version))
 			}
 		}
 		if offset > len(entries) {

@@ -301,8 +301,14 @@ func (s *Session) serve(ctx context.Context, msg *jsonrpc.Message) *jsonrpc.Mess
 		return errorAnswer(msg.ID, gateway.Errorf(gateway.CodeInternal, "the pipeline did not deliver the request"))
 	}
 	var answer *jsonrpc.Message
+	res := result.Result
+	if res != nil {
+		// Fitted to the client's version before the pipeline sees it: what
+		// the stages judge is what the client gets.
+		res = adaptResult(msg.Method, res, s.ProtocolVersion())
+	}
 	rx := s.newExchange(gateway.BackendToClient, gateway.KindResult, msg.Method,
-		&jsonrpc.Message{ID: msg.ID, Result: result.Result, Error: result.Error},
+		&jsonrpc.Message{ID: msg.ID, Result: res, Error: result.Error},
 		func(_ context.Context, rx *gateway.Exchange) error {
 			answer = rx.Message
 			return nil
