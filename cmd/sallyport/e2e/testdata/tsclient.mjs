@@ -5,6 +5,7 @@
 // Usage:
 //   node tsclient.mjs --stdio CMD [ARGS...] -- [OPTION...] ACTION...
 //   node tsclient.mjs --http URL [--token T] [OPTION...] ACTION...
+//   node tsclient.mjs --sse URL [--token T] [OPTION...] ACTION...   (legacy HTTP+SSE)
 // Options (each declares a client capability and answers the server's
 // requests for it with the canned JSON given; whatever the options, every
 // request and notification from the server is recorded, see the waits):
@@ -106,8 +107,25 @@ if (argv[i] === '--stdio') {
     i += 2;
   }
   transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
+} else if (argv[i] === '--sse') {
+  // The legacy HTTP+SSE transport (2024-11-05): GET the stream, POST to the
+  // endpoint it names. The token goes on both.
+  const url = argv[i + 1];
+  if (!url) usage('--sse needs URL');
+  i += 2;
+  const headers = {};
+  if (argv[i] === '--token') {
+    if (argv[i + 1] === undefined) usage('--token needs a value');
+    headers.Authorization = `Bearer ${argv[i + 1]}`;
+    i += 2;
+  }
+  const { SSEClientTransport } = await import(resolveImport('@modelcontextprotocol/sdk/client/sse.js'));
+  transport = new SSEClientTransport(new URL(url), {
+    requestInit: { headers },
+    eventSourceInit: { fetch: (u, init) => fetch(u, { ...init, headers: { ...(init?.headers ?? {}), ...headers } }) },
+  });
 } else {
-  usage('first argument must be --stdio or --http');
+  usage('first argument must be --stdio, --http or --sse');
 }
 
 // Client capabilities and canned answers to the server's requests.
