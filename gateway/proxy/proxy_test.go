@@ -567,3 +567,32 @@ func TestProgressThatDoesNotIncreaseIsDropped(t *testing.T) {
 		t.Fatalf("client saw progress %v, want 1,2", got)
 	}
 }
+
+func TestAClientCannotCancelAnotherClientsRequest(t *testing.T) {
+	g := newTestGateway(t, testConfig(t, demoBackend(t, "demo")))
+	a, sinkA := initSession(t, g)
+	b, sinkB := initSession(t, g)
+	slow := `{"name":"demo__generate_report","arguments":{"seconds":0.5,"steps":2}}`
+	a.HandleMessage(request(1, "tools/call", slow))
+	b.HandleMessage(request(1, "tools/call", slow))
+	// A cancels "its" request 1, and a request 1 it does not have.
+	a.HandleMessage(jsonrpc.NewNotification("notifications/cancelled", json.RawMessage(`{"requestId":1}`)))
+	a.HandleMessage(jsonrpc.NewNotification("notifications/cancelled", json.RawMessage(`{"requestId":"1"}`)))
+	resp := sinkB.await(t, "1")
+	if resp.Error != nil || !strings.Contains(string(resp.Result), "Customer base report") {
+		t.Fatalf("B's call was affected by A's cancellation: %s / %+v", resp.Result, resp.Error)
+	}
+	// A's own call got no answer (MCP: a cancelled request is not answered).
+	// Had it not been cancelled, it would have finished with B's; give it a
+	// moment more, then a ping's answer marks the end of what A received.
+	time.Sleep(300 * time.Millisecond)
+	a.HandleMessage(request(2, "ping", ""))
+	sinkA.await(t, "2")
+	sinkA.mu.Lock()
+	defer sinkA.mu.Unlock()
+	for _, m := range sinkA.msgs {
+		if m.IsResponse() && string(m.ID) == "1" {
+			t.Fatalf("A's cancelled call was answered: %s", m.Encode())
+		}
+	}
+}
