@@ -285,8 +285,6 @@ func (t *HTTPTransport) Close(ctx context.Context) error {
 
 var _ Transport = (*HTTPTransport)(nil)
 
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
-
 // withoutURL drops the URL from a *url.Error: a backend URL may carry a
 // secret in its query, and errors reach clients and logs.
 func withoutURL(err error) error {

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -159,7 +160,7 @@ func (t *SSETransport) Send(ctx context.Context, msg *jsonrpc.Message) error {
 	if t.endpoint == "" {
 		return t.err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, bytesReader(msg.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, bytes.NewReader(msg.Encode()))
 	if err != nil {
 		return err
 	}

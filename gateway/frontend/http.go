@@ -390,7 +390,7 @@ func (h *HTTP) postBatch(w http.ResponseWriter, r *http.Request, body []byte) {
 // stream, sends them as they come, and ends the stream with the answer.
 func (h *HTTP) serveRequest(w http.ResponseWriter, r *http.Request, hs *httpSession, msg *jsonrpc.Message) {
 	key := jsonrpc.IDKey(msg.ID)
-	ps := &postStream{w: w, sseOK: accepts(r, "text/event-stream"), ch: make(chan *jsonrpc.Message, streamBuffer), done: make(chan struct{})}
+	ps := &postStream{w: w, sseOK: accepts(r, "text/event-stream"), ch: make(chan *jsonrpc.Message, streamBuffer)}
 	if !hs.addPost(key, ps) {
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "request id is already in use by a request in flight")
 		return
@@ -575,8 +575,7 @@ type httpSession struct {
 // postStream is where a POSTed request's related messages go, and for
 // the GET stream, every unrelated message.
 type postStream struct {
-	ch   chan *jsonrpc.Message
-	done chan struct{}
+	ch chan *jsonrpc.Message
 
 	// For POST streams: the response to upgrade to SSE on the first
 	// related message, and the writer goroutine's state.
@@ -681,7 +680,6 @@ func (hs *httpSession) removePost(key string, ps *postStream) {
 	}
 	hs.lastActive = time.Now()
 	hs.mu.Unlock()
-	close(ps.done)
 }
 
 func (hs *httpSession) openGet() (*postStream, []*jsonrpc.Message) {
@@ -690,7 +688,7 @@ func (hs *httpSession) openGet() (*postStream, []*jsonrpc.Message) {
 	if hs.get != nil {
 		return nil, nil
 	}
-	hs.get = &postStream{ch: make(chan *jsonrpc.Message, streamBuffer), done: make(chan struct{})}
+	hs.get = &postStream{ch: make(chan *jsonrpc.Message, streamBuffer)}
 	backlog := hs.backlog
 	hs.backlog = nil
 	return hs.get, backlog
@@ -703,7 +701,6 @@ func (hs *httpSession) closeGet(gs *postStream) {
 	}
 	hs.lastActive = time.Now()
 	hs.mu.Unlock()
-	close(gs.done)
 }
 
 // toStream queues a message for the GET stream, or the backlog when none

@@ -25,8 +25,9 @@ import (
 const Separator = "__"
 
 // ClientVersions are the MCP versions the gateway speaks with clients,
-// newest first.
-var ClientVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
+// newest first: the initialize-era versions, the same it accepts from
+// backends.
+var ClientVersions = backend.LegacyVersions
 
 // Sink is how a session sends messages to its client.
 type Sink interface {
