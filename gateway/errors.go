@@ -19,6 +19,9 @@ const (
 	CodeTimeout = -32001
 	// CodeRefused: a pipeline stage refused the message.
 	CodeRefused = -32003
+	// CodeAuditUnavailable: the audit log could not record the message, so
+	// it was not forwarded.
+	CodeAuditUnavailable = -32004
 	// CodeInternal is jsonrpc.CodeInternalError.
 	CodeInternal = jsonrpc.CodeInternalError
 	// CodeInvalidParams is jsonrpc.CodeInvalidParams.

@@ -103,6 +103,9 @@ type Exchange struct {
 	Request *Exchange
 	// Time is when the message entered the gateway.
 	Time time.Time
+	// AuditSeq is the Seq of the exchange's audit row, once the audit
+	// stage recorded it (0 before).
+	AuditSeq int64
 
 	deliver func(ctx context.Context, x *Exchange) error
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"log/slog"
 	"slices"
 )
@@ -30,4 +31,17 @@ func (p Principal) Equal(q Principal) bool {
 // LogValue implements slog.LogValuer.
 func (p Principal) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("id", p.ID), slog.String("token_id", p.TokenID))
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying the authenticated principal p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the principal ctx carries, if any.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
 }

@@ -61,25 +61,27 @@ func runTokens(args []string, stdout io.Writer) error {
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags("tokens " + sub)
-	cfgPath := fs.String("c", "", "config file (its auth.tokens_file holds the tokens)")
-	tokensFile := fs.String("tokens-file", "", "tokens file, overriding the config's")
+	cfgPath := fs.String("c", "", "config file (its database holds the tokens)")
+	dbPath := fs.String("db", "", dbFlagHelp)
 	principal := fs.String("principal", "", "principal the token authenticates as")
 	groups := fs.String("groups", "", "comma-separated groups")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	path := *tokensFile
-	if path == "" {
-		cfg, err := loadConfig(*cfgPath)
-		if err != nil {
-			return err
-		}
-		path = cfg.Auth.TokensFile
-	}
-	store, err := auth.Open(path)
+	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
+	db, err := openDB(context.Background(), cfg, *dbPath, false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	store, err := auth.New(db.Tokens())
+	if err != nil {
+		return err
+	}
+	path := db.Path()
 	switch sub {
 	case "create":
 		if *principal == "" {

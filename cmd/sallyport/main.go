@@ -26,7 +26,12 @@ Usage:
   sallyport import FILE                        turn a Claude Desktop config (mcpServers) into backends YAML
   sallyport tokens create -c FILE --principal NAME [--groups a,b]
   sallyport tokens list   -c FILE
-  sallyport tokens revoke -c FILE ID
+  sallyport tokens revoke -c FILE ID             (tokens live in the config's database; --db FILE overrides it)
+  sallyport audit verify [-c FILE] [--db FILE | --file EXPORT] [--key-env VAR]
+                                               check the audit log's hash chain; names the first row that does not fit
+  sallyport audit export [-c FILE] [--db FILE] --format csv|jsonl [--out FILE]
+                         [--since T] [--until T] [--principal P] [--backend B] [--tool T] [--method M] [--decision D]
+  sallyport audit prune  [-c FILE] [--db FILE] --older-than AGE
   sallyport demo-server --sandbox DIR          the demo MCP backend, over stdio
   sallyport version
 `
@@ -56,6 +61,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		err = runImport(rest, stdout)
 	case "tokens":
 		err = runTokens(rest, stdout)
+	case "audit":
+		err = runAudit(ctx, rest, stdout, stderr)
 	case "demo-server":
 		err = runDemo(ctx, rest, stdin, stdout, stderr)
 	case "version", "--version", "-v":

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/sallyport/sallyport/gateway"
-	"github.com/sallyport/sallyport/gateway/auth"
+	"github.com/sallyport/sallyport/gateway/audit"
 	"github.com/sallyport/sallyport/gateway/config"
 	"github.com/sallyport/sallyport/gateway/frontend"
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
@@ -44,10 +44,10 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Demo(exe, sandbox), nil
 }
 
-// stages is the pipeline. This is where audit, policy, DLP, approvals and
-// credential injection plug in.
-func stages(log *slog.Logger) []gateway.Stage {
-	return []gateway.Stage{gateway.LogStage{Logger: log}}
+// stages is the pipeline, in order. Policy, DLP, approvals go between the
+// auditor's outer stage and its gate; credential injection after the gate.
+func stages(log *slog.Logger, a *audit.Auditor) []gateway.Stage {
+	return []gateway.Stage{a.Outer(), gateway.LogStage{Logger: log}, a.Gate()}
 }
 
 // signalContext is cancelled by the first SIGINT or SIGTERM; a second one
@@ -94,7 +94,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closer.Close()
-	tokens, err := auth.Open(cfg.Auth.TokensFile)
+	db, err := openDB(ctx, cfg, "", false)
+	if err != nil {
+		return err
+	}
+	defer db.Close() // last: after the sessions and backends are gone
+	tokens, err := openTokens(db, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -102,8 +107,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Warn(w)
 	}
 
-	g := proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log), Version: version})
-	front := frontend.NewHTTP(frontend.HTTPOptions{Gateway: g, Config: cfg, Tokens: tokens, Logger: log})
+	g := proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log)), Version: version})
+	front := frontend.NewHTTP(frontend.HTTPOptions{Gateway: g, Config: cfg, Tokens: tokens, Logger: log,
+		API: audit.Handler{Log: db.Audit(), Logger: log}})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -119,6 +125,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	go func() { served <- srv.Serve(ln) }()
 
 	fmt.Fprintf(stderr, "sallyport: MCP endpoint http://%s/mcp\n", ln.Addr())
+	fmt.Fprintf(stderr, "sallyport: audit log in %s (sallyport audit verify|export; GET /api/audit for groups auditor, admin)\n", db.Path())
 	if cfg.Auth.Anonymous {
 		fmt.Fprintf(stderr, "sallyport: anonymous access is enabled (loopback only)\n")
 	} else {
@@ -128,6 +135,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 
 	ctx, cancel := signalContext(ctx, log)
 	defer cancel()
+	go retain(ctx, db.Audit(), cfg.Audit.Retention.D(), log)
 	select {
 	case <-ctx.Done():
 	case err := <-served:
@@ -170,9 +178,15 @@ func runStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	defer closer.Close()
-	g := proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log), Version: version})
+	db, err := openDB(ctx, cfg, "", false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	g := proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log)), Version: version})
 	ctx, cancel := signalContext(ctx, log)
 	defer cancel()
+	go retain(ctx, db.Audit(), cfg.Audit.Retention.D(), log)
 	p := gateway.Principal{ID: cfg.Stdio.Principal, Groups: cfg.Stdio.Groups, TokenID: "stdio"}
 	lim := jsonrpc.Limits{MaxBytes: cfg.Limits.MaxMessageBytes.Int(), MaxDepth: cfg.Limits.MaxDepth}
 	err = frontend.ServeStdio(ctx, g, p, stdin, stdout, lim, log)

@@ -18,7 +18,11 @@ const (
 	DefaultReadHeaderTimeout  = Duration(10 * time.Second)
 	DefaultIdleTimeout        = Duration(120 * time.Second)
 	DefaultMaxSessions        = 1000
-	DefaultTokensFile         = "sallyport-tokens.json"
+	DefaultDatabase           = "sallyport.db"
+	DefaultAuditArguments     = "full"
+	DefaultAuditSynchronous   = "full"
+	DefaultBusyTimeout        = Duration(5 * time.Second)
+	DefaultCheckpointEvery    = 1000
 	DefaultAnonymousPrincipal = "anonymous"
 	DefaultStdioPrincipal     = "local"
 	DefaultIsolation          = IsolationSession
@@ -45,16 +49,22 @@ const (
 // Config is Sallyport's configuration.
 type Config struct {
 	// Listen is the HTTP listener address for `serve`, host:port.
-	Listen   string        `yaml:"listen"`
-	Log      Log           `yaml:"log"`
-	Limits   Limits        `yaml:"limits"`
-	HTTP     HTTP          `yaml:"http"`
-	Auth     Auth          `yaml:"auth"`
+	Listen string `yaml:"listen"`
+	Log    Log    `yaml:"log"`
+	Limits Limits `yaml:"limits"`
+	HTTP   HTTP   `yaml:"http"`
+	Auth   Auth   `yaml:"auth"`
+	// Database is the SQLite file holding the audit log and the client
+	// tokens; default "sallyport.db" beside the config file, or in the
+	// working directory for the built-in configuration.
+	Database string        `yaml:"database"`
+	Audit    Audit         `yaml:"audit"`
 	Stdio    StdioFrontend `yaml:"stdio"`
 	Backends []Backend     `yaml:"backends"`
 	// Path is the file the configuration was read from, "" for a built-in
 	// one. Load resolves relative paths in the configuration
-	// (Auth.TokensFile, Log.File, Backend.Cwd) against its directory.
+	// (Database, Auth.TokensFile, Log.File, Backend.Cwd) against its
+	// directory.
 	Path string `yaml:"-"`
 }
 
@@ -86,11 +96,36 @@ type HTTP struct {
 	MaxSessions        int      `yaml:"max_sessions"`         // default 1000
 }
 
+// Audit configures the audit log.
+type Audit struct {
+	// Arguments is "full" (canonical JSON arguments in every row, the
+	// default) or "digest" (their SHA-256 only).
+	Arguments string `yaml:"arguments"`
+	// SampleNotifications, above 1, records one in so many progress, log
+	// and resource-update notifications per session; default 1 (all).
+	SampleNotifications int `yaml:"sample_notifications"`
+	// Retention is how long rows are kept; 0 (the default) keeps them
+	// forever.
+	Retention Duration `yaml:"retention"`
+	// Synchronous is "full" (the default: a recorded row survives a power
+	// loss) or "normal" (it survives a crash of the process; faster).
+	Synchronous string `yaml:"synchronous"`
+	// BusyTimeout is how long a write waits for a lock held by another
+	// process before the message is refused; default 5s.
+	BusyTimeout Duration `yaml:"busy_timeout"`
+	// Key, when set, keys a checkpoint MAC every CheckpointEvery rows, so
+	// that a rewritten chain is detected by `sallyport audit verify` with
+	// the key. At least 32 characters; give it with ${ENV}.
+	Key string `yaml:"key"`
+	// CheckpointEvery is the distance between checkpoint rows; default
+	// 1000.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+}
+
 // Auth configures how HTTP clients authenticate.
 type Auth struct {
-	// TokensFile holds the hashed bearer tokens (see gateway/auth). The
-	// default is "sallyport-tokens.json" beside the config file, or in the
-	// working directory for the built-in configuration.
+	// TokensFile is a tokens file written by an earlier Sallyport: `serve`
+	// moves its tokens into the database. Tokens now live in the database.
 	TokensFile string `yaml:"tokens_file"`
 	// Anonymous allows unauthenticated HTTP clients. It is only valid when
 	// Listen is a loopback address.
@@ -189,7 +224,12 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.HTTP.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	setDefault(&c.HTTP.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&c.HTTP.MaxSessions, DefaultMaxSessions)
-	setDefault(&c.Auth.TokensFile, DefaultTokensFile)
+	setDefault(&c.Database, DefaultDatabase)
+	setDefault(&c.Audit.Arguments, DefaultAuditArguments)
+	setDefault(&c.Audit.SampleNotifications, 1)
+	setDefault(&c.Audit.Synchronous, DefaultAuditSynchronous)
+	setDefault(&c.Audit.BusyTimeout, DefaultBusyTimeout)
+	setDefault(&c.Audit.CheckpointEvery, DefaultCheckpointEvery)
 	setDefault(&c.Auth.AnonymousPrincipal, DefaultAnonymousPrincipal)
 	setDefault(&c.Stdio.Principal, DefaultStdioPrincipal)
 	for i := range c.Backends {

@@ -17,7 +17,8 @@ import (
 
 // Load reads the configuration file at path with Parse, records its
 // absolute path in Config.Path and resolves the relative paths in it
-// (Auth.TokensFile, Log.File, Backend.Cwd) against the file's directory.
+// (Database, Auth.TokensFile, Log.File, Backend.Cwd) against the file's
+// directory.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -33,7 +34,7 @@ func Load(path string) (*Config, error) {
 	}
 	c.Path = abs
 	dir := filepath.Dir(abs)
-	for _, p := range []*string{&c.Auth.TokensFile, &c.Log.File} {
+	for _, p := range []*string{&c.Database, &c.Auth.TokensFile, &c.Log.File} {
 		resolvePath(p, dir)
 	}
 	for i := range c.Backends {

@@ -419,8 +419,8 @@ func TestLoad(t *testing.T) {
 		if c.Path != path {
 			t.Errorf("Path = %q, want %q", c.Path, path)
 		}
-		if want := filepath.Join(dir, DefaultTokensFile); c.Auth.TokensFile != want {
-			t.Errorf("tokens_file = %q, want %q", c.Auth.TokensFile, want)
+		if want := filepath.Join(dir, DefaultDatabase); c.Database != want {
+			t.Errorf("database = %q, want %q", c.Database, want)
 		}
 		if want := filepath.Join(dir, "logs/gw.log"); c.Log.File != want {
 			t.Errorf("log.file = %q, want %q", c.Log.File, want)
@@ -479,7 +479,7 @@ func TestExampleConfig(t *testing.T) {
 	// The example spells out every default; apart from the paths Load
 	// resolves, it must mean the same as the built-in demo.
 	demo := Demo("./bin/sallyport", "./examples/demo-sandbox")
-	demo.Path, demo.Auth.TokensFile, demo.Backends[0].Env = c.Path, c.Auth.TokensFile, b.Env
+	demo.Path, demo.Database, demo.Backends[0].Env = c.Path, c.Database, b.Env
 	demo.HTTP.AllowedOrigins, demo.HTTP.AllowedHosts = c.HTTP.AllowedOrigins, c.HTTP.AllowedHosts
 	demo.Stdio.Groups, demo.Backends[0].EnvPassthrough = c.Stdio.Groups, b.EnvPassthrough
 	if !reflect.DeepEqual(c, demo) {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -114,10 +115,34 @@ func (c *Config) validate() []*FieldError {
 		v.addf("http.max_sessions", strconv.Itoa(c.HTTP.MaxSessions), "must be at least 1")
 	}
 
-	if c.Auth.TokensFile == "" {
-		v.add("auth.tokens_file", "", errors.New("required"))
-	}
 	noNUL(v, "auth.tokens_file", c.Auth.TokensFile)
+	if c.Database == "" {
+		v.add("database", "", errors.New("required"))
+	} else if strings.ContainsAny(c.Database, "?#") {
+		v.add("database", c.Database, errors.New("must not contain ? or #"))
+	}
+	noNUL(v, "database", c.Database)
+	if a := c.Audit.Arguments; a != "full" && a != "digest" {
+		v.add("audit.arguments", a, errors.New(`must be "full" or "digest"`))
+	}
+	if c.Audit.SampleNotifications < 1 {
+		v.addf("audit.sample_notifications", strconv.Itoa(c.Audit.SampleNotifications), "must be at least 1")
+	}
+	if c.Audit.Retention < 0 {
+		v.add("audit.retention", c.Audit.Retention.String(), errors.New("must not be negative"))
+	} else if c.Audit.Retention > 0 && c.Audit.Retention.D() < time.Hour {
+		v.add("audit.retention", c.Audit.Retention.String(), errors.New("must be at least 1h (or 0: keep forever)"))
+	}
+	if s := c.Audit.Synchronous; s != "full" && s != "normal" {
+		v.add("audit.synchronous", s, errors.New(`must be "full" or "normal"`))
+	}
+	positive(v, "audit.busy_timeout", c.Audit.BusyTimeout)
+	if k := c.Audit.Key; k != "" && len(k) < 32 {
+		v.add("audit.key", "(hidden)", errors.New("must be at least 32 characters"))
+	}
+	if c.Audit.CheckpointEvery < 1 {
+		v.addf("audit.checkpoint_every", strconv.Itoa(c.Audit.CheckpointEvery), "must be at least 1")
+	}
 	if c.Auth.Anonymous && listenOK && !c.IsLoopbackListen() {
 		v.add("auth.anonymous", "true", errors.New("only allowed when listen is a loopback address"))
 	}

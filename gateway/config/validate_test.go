@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func stdioBackend() Backend {
@@ -105,8 +106,16 @@ func TestValidate(t *testing.T) {
 			want: []string{"http.max_sessions"}},
 		{name: "body limit out of range is an error", modify: func(c *Config) { c.HTTP.MaxBodyBytes = 10 },
 			want: []string{"http.max_body_bytes"}},
-		{name: "a tokens file is required", modify: func(c *Config) { c.Auth.TokensFile = "" },
-			want: []string{"auth.tokens_file: required"}},
+		{name: "a database is required", modify: func(c *Config) { c.Database = "" },
+			want: []string{"database: required"}},
+		{name: "audit settings are checked", modify: func(c *Config) {
+			c.Audit.Arguments = "some"
+			c.Audit.SampleNotifications = 0
+			c.Audit.Retention = Duration(time.Minute)
+			c.Audit.Synchronous = "off"
+			c.Audit.Key = "short"
+			c.Audit.CheckpointEvery = 0
+		}, want: []string{"audit.arguments", "audit.sample_notifications", "audit.retention", "audit.synchronous", "audit.key", "audit.checkpoint_every"}},
 		{name: "principal and group names are checked", modify: func(c *Config) {
 			c.Auth.AnonymousPrincipal = "any one"
 			c.Stdio.Principal = ""

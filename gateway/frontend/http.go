@@ -48,6 +48,10 @@ type HTTPOptions struct {
 	Config  *config.Config
 	Tokens  Authenticator
 	Logger  *slog.Logger
+	// API, when set, serves /api/ behind the same Host, Origin and bearer
+	// token checks as /mcp; the principal is in the request's context
+	// (gateway.PrincipalFrom).
+	API http.Handler
 }
 
 // HTTP is the Streamable HTTP frontend: POST, GET and DELETE on /mcp,
@@ -58,6 +62,7 @@ type HTTP struct {
 	g        *proxy.Gateway
 	cfg      *config.Config
 	tokens   Authenticator
+	api      http.Handler
 	log      *slog.Logger
 	lim      jsonrpc.Limits
 	maxBody  int64
@@ -80,6 +85,7 @@ func NewHTTP(opts HTTPOptions) *HTTP {
 		g:        opts.Gateway,
 		cfg:      cfg,
 		tokens:   opts.Tokens,
+		api:      opts.API,
 		log:      opts.Logger,
 		lim:      jsonrpc.Limits{MaxBytes: cfg.Limits.MaxMessageBytes.Int(), MaxDepth: cfg.Limits.MaxDepth},
 		maxBody:  int64(cfg.HTTP.MaxBodyBytes),
@@ -123,6 +129,9 @@ func (h *HTTP) Handler() http.Handler {
 		})
 		r.Get("/sse", legacy.get)
 		r.Post(sseMessagePath, legacy.post)
+		if h.api != nil {
+			r.Handle("/api/*", h.api)
+		}
 	})
 	return r
 }
@@ -201,8 +210,6 @@ func (h *HTTP) checkHostOrigin(next http.Handler) http.Handler {
 	})
 }
 
-type principalKey struct{}
-
 // authenticate resolves the bearer token to a principal, or the anonymous
 // principal when the configuration allows it on loopback.
 func (h *HTTP) authenticate(next http.Handler) http.Handler {
@@ -227,7 +234,7 @@ func (h *HTTP) authenticate(next http.Handler) http.Handler {
 			h.unauthorized(w, "authentication required")
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+		next.ServeHTTP(w, r.WithContext(gateway.WithPrincipal(r.Context(), p)))
 	})
 }
 
@@ -237,7 +244,7 @@ func (h *HTTP) unauthorized(w http.ResponseWriter, msg string) {
 }
 
 func principalOf(r *http.Request) gateway.Principal {
-	p, _ := r.Context().Value(principalKey{}).(gateway.Principal)
+	p, _ := gateway.PrincipalFrom(r.Context())
 	return p
 }
 

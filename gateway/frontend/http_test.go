@@ -21,6 +21,7 @@ import (
 	"github.com/sallyport/sallyport/gateway/config"
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
 	"github.com/sallyport/sallyport/gateway/proxy"
+	"github.com/sallyport/sallyport/gateway/sqlite"
 )
 
 // The test binary doubles as the demo backend when SALLYPORT_TEST_BACKEND
@@ -50,7 +51,7 @@ func newFixture(t *testing.T, mutate func(*config.Config)) *fixture {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.HTTP.AllowedOrigins = []string{"http://localhost:6274"}
 	cfg.HTTP.MaxBodyBytes = 64 << 10
-	cfg.Auth.TokensFile = filepath.Join(dir, "tokens.json")
+	cfg.Database = filepath.Join(dir, "sallyport.db")
 	cfg.Backends = []config.Backend{{
 		ID: "demo", Transport: "stdio", Command: exe, Isolation: "session",
 		Env:             map[string]string{"SALLYPORT_TEST_BACKEND": dir},
@@ -60,10 +61,7 @@ func newFixture(t *testing.T, mutate func(*config.Config)) *fixture {
 	if mutate != nil {
 		mutate(cfg)
 	}
-	store, err := auth.Open(cfg.Auth.TokensFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := openTokens(t, cfg.Database)
 	alice, _, _ := store.Create("alice", []string{"dev"})
 	bob, _, _ := store.Create("bob", nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -433,4 +431,19 @@ func TestInitializeReadsExactMemberNames(t *testing.T) {
 	if !strings.Contains(string(r.body), `"protocolVersion":"2025-06-18"`) {
 		t.Fatalf("a case-variant member decided the version: %s", r.body)
 	}
+}
+
+// openTokens opens a token store in a real SQLite database at path.
+func openTokens(t *testing.T, path string) *auth.Store {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := auth.New(db.Tokens())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
 }

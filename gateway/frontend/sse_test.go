@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/sallyport/sallyport/gateway"
-	"github.com/sallyport/sallyport/gateway/auth"
 	"github.com/sallyport/sallyport/gateway/config"
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
 	"github.com/sallyport/sallyport/gateway/proxy"
@@ -515,10 +514,7 @@ func TestLegacySSESessionKeyIsNeverLogged(t *testing.T) {
 	// The same gateway and frontend as the fixture's, logging everything.
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := f.front.cfg
-	store, err := auth.Open(cfg.Auth.TokensFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := openTokens(t, cfg.Database)
 	g := proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: []gateway.Stage{gateway.LogStage{Logger: log}}, Version: "test"})
 	front := NewHTTP(HTTPOptions{Gateway: g, Config: cfg, Tokens: store, Logger: log})
 	srv := httptest.NewServer(front.Handler())

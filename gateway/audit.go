@@ -1,0 +1,259 @@
+package gateway
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
+)
+
+// Audit decisions and outcomes, as recorded in AuditRecord.
+const (
+	DecisionAllow = "allow"
+	DecisionDeny  = "deny"
+
+	// OutcomeOK: a result was delivered.
+	OutcomeOK = "ok"
+	// OutcomeError: a JSON-RPC error was delivered in answer, from the
+	// backend or from the gateway (backend down, timeout, no such tool).
+	OutcomeError = "error"
+	// OutcomeRefused: the pipeline refused the message; it was not
+	// delivered.
+	OutcomeRefused = "refused"
+	// OutcomeCancelled: the client or the gateway gave up on the request.
+	OutcomeCancelled = "cancelled"
+)
+
+// GenesisHash is the PrevHash of the first row of an audit log.
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// AuditRecord is one row of the audit log: one message the pipeline
+// handled, in either direction. Only Seq, PrevHash, Hash and MAC are
+// filled in by the AuditLog; the rest is the content the hash covers.
+//
+// An AuditRecord never holds a credential: not the caller's bearer token,
+// not a header, not a secret injected from Vault.
+type AuditRecord struct {
+	// Seq is the row's position in the log: 1, 2, 3, … with no gaps
+	// except where retention pruned the start.
+	Seq  int64
+	Time time.Time
+	// Session is the gateway session id; Transport the client transport.
+	Session         string
+	Transport       string
+	ProtocolVersion string
+	ClientName      string
+	ClientVersion   string
+	Principal       string
+	TokenID         string
+	Direction       string // Direction.String()
+	Kind            string // Kind.String()
+	Method          string
+	// MessageID is the JSON-RPC id as the client or backend sent it (raw
+	// JSON), for requests, server requests and their results.
+	MessageID string
+	// Ref is, for a result or a refusal of one, the Seq of the row of the
+	// request it answers.
+	Ref     int64
+	Backend string
+	// Target is the tool or prompt name as the backend knows it, or a
+	// resource URI.
+	Target string
+	// Arguments are the canonical JSON arguments (jsonrpc.Canonical), or
+	// "sha256:<hex>" of them when the log keeps digests only.
+	Arguments     string
+	Decision      string
+	Reasons       []string
+	Rules         []string
+	PolicyVersion string
+	Outcome       string
+	ErrorCode     int64
+	Error         string
+	// LatencyMicros is, for a result, the time from the request entering
+	// the gateway to its answer.
+	LatencyMicros int64
+	// Bytes is the size of the message as encoded.
+	Bytes int64
+	// Skipped counts the notifications of this method and session that
+	// sampling left unrecorded since the previous recorded one.
+	Skipped int64
+
+	// PrevHash is the Hash of the row before (GenesisHash for the first).
+	PrevHash string
+	// Hash is the hex SHA-256 of the row's canonical content (see
+	// AppendCanonical), which includes Seq and PrevHash.
+	Hash string
+	// MAC is, on checkpoint rows, the hex HMAC-SHA256 of Hash under the
+	// audit key (see CheckpointMAC); empty elsewhere.
+	MAC string
+}
+
+// AuditTimeLayout is how audit times are written: UTC, microseconds.
+const AuditTimeLayout = "2006-01-02T15:04:05.000000Z"
+
+// AppendCanonical appends r's canonical content: a JSON object of every
+// field except Hash and MAC, keys sorted, fields with the zero value left
+// out, times in AuditTimeLayout. A verifier in any language can rebuild
+// it from an export.
+func (r *AuditRecord) AppendCanonical(b []byte) []byte {
+	b = append(b, '{')
+	first := true
+	str := func(k, v string) {
+		if v == "" {
+			return
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, `":`...)
+		b = append(b, jsonrpc.Quote(v)...)
+	}
+	num := func(k string, v int64) {
+		if v == 0 {
+			return
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, `":`...)
+		b = strconv.AppendInt(b, v, 10)
+	}
+	list := func(k string, vs []string) {
+		if len(vs) == 0 {
+			return
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, `":[`...)
+		for i, v := range vs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, jsonrpc.Quote(v)...)
+		}
+		b = append(b, ']')
+	}
+	// Keys in sorted order.
+	str("arguments", r.Arguments)
+	str("backend", r.Backend)
+	num("bytes", r.Bytes)
+	str("client_name", r.ClientName)
+	str("client_version", r.ClientVersion)
+	str("decision", r.Decision)
+	str("direction", r.Direction)
+	str("error", r.Error)
+	num("error_code", r.ErrorCode)
+	str("kind", r.Kind)
+	num("latency_us", r.LatencyMicros)
+	str("message_id", r.MessageID)
+	str("method", r.Method)
+	str("outcome", r.Outcome)
+	str("policy_version", r.PolicyVersion)
+	str("prev_hash", r.PrevHash)
+	str("principal", r.Principal)
+	str("protocol_version", r.ProtocolVersion)
+	list("reasons", r.Reasons)
+	num("ref", r.Ref)
+	list("rules", r.Rules)
+	num("seq", r.Seq)
+	str("session", r.Session)
+	num("skipped", r.Skipped)
+	str("target", r.Target)
+	if !r.Time.IsZero() {
+		str("time", r.Time.UTC().Format(AuditTimeLayout))
+	}
+	str("token_id", r.TokenID)
+	str("transport", r.Transport)
+	return append(b, '}')
+}
+
+// ComputeHash returns the hash r should carry: the hex SHA-256 of its
+// canonical content.
+func (r *AuditRecord) ComputeHash() string {
+	var buf [1024]byte
+	sum := sha256.Sum256(r.AppendCanonical(buf[:0]))
+	return hex.EncodeToString(sum[:])
+}
+
+// CheckpointMAC returns the MAC a checkpoint row with this seq and hash
+// carries under key: hex HMAC-SHA256 of "sallyport-audit-checkpoint\n"
+// seq "\n" hash.
+func CheckpointMAC(key []byte, seq int64, hash string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("sallyport-audit-checkpoint\n"))
+	m.Write(strconv.AppendInt(nil, seq, 10))
+	m.Write([]byte("\n"))
+	m.Write([]byte(hash))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// AuditFilter selects audit rows. Zero fields select everything.
+type AuditFilter struct {
+	Since, Until time.Time // Since inclusive, Until exclusive
+	Principal    string
+	Backend      string
+	Target       string // tool, prompt or resource URI
+	Method       string
+	Decision     string
+	// AfterSeq selects rows with a greater Seq; Limit caps how many (0:
+	// no cap).
+	AfterSeq int64
+	Limit    int
+}
+
+// Contiguous reports whether the filter selects a run of consecutive rows
+// (only a time range or a seq range), so the chain across them can be
+// checked.
+func (f AuditFilter) Contiguous() bool {
+	return f.Principal == "" && f.Backend == "" && f.Target == "" && f.Method == "" && f.Decision == ""
+}
+
+// AuditAnchor is where the log's remaining chain starts after retention
+// pruned its beginning: the Seq and Hash of the last pruned row, and the
+// MAC of that pair under the audit key when one is configured.
+type AuditAnchor struct {
+	Seq  int64
+	Hash string
+	MAC  string
+	Time time.Time
+}
+
+// ErrAuditUnavailable wraps every failure to record an audit row; the
+// message is then refused with CodeAuditUnavailable.
+var ErrAuditUnavailable = errors.New("audit log unavailable")
+
+// AuditLog is the durable, hash-chained audit log.
+type AuditLog interface {
+	// Append assigns each record its Seq, PrevHash, Hash (and MAC on
+	// checkpoint rows) and stores them, in order, durably: when Append
+	// returns nil, the rows survive a crash of the process. Concurrent
+	// calls are batched into one transaction (group commit). An error
+	// (wrapping ErrAuditUnavailable) means none of recs was stored.
+	Append(ctx context.Context, recs ...*AuditRecord) error
+	// Scan calls fn for each row f selects, in Seq order, streaming: memory
+	// stays constant however many rows there are. fn must not keep r. A
+	// non-nil error from fn stops the scan and is returned.
+	Scan(ctx context.Context, f AuditFilter, fn func(r *AuditRecord) error) error
+	// Anchor returns where the chain starts: the zero AuditAnchor (Seq 0,
+	// GenesisHash) until retention first pruned rows.
+	Anchor(ctx context.Context) (AuditAnchor, error)
+	// Prune deletes the rows older than before, keeping at least the last
+	// row, and moves the anchor to the last row deleted. It returns how
+	// many rows it deleted.
+	Prune(ctx context.Context, before time.Time) (int64, error)
+}
