@@ -26,11 +26,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfgPath := fs.String("c", "", "config file (its database holds the audit log)")
 	dbPath := fs.String("db", "", dbFlagHelp)
 	var file, keyEnv, format, out, olderThan *string
+	var every *int64
 	filter := map[string]*string{}
 	switch sub {
 	case "verify":
 		file = fs.String("file", "", "verify an export (CSV or JSONL) instead of the database")
 		keyEnv = fs.String("key-env", "", "environment variable holding the audit key (default: the config's audit.key)")
+		every = fs.Int64("checkpoint-every", 0, "rows between checkpoint MACs (default: the config's audit.checkpoint_every)")
 	case "export":
 		format = fs.String("format", "", "csv or jsonl")
 		out = fs.String("out", "", "write to this file instead of standard output")
@@ -64,7 +66,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			key = []byte(v)
 		}
-		return auditVerify(ctx, cfg, *dbPath, *file, key, stdout)
+		n := int64(cfg.Audit.CheckpointEvery)
+		if *every > 0 {
+			n = *every
+		}
+		return auditVerify(ctx, cfg, *dbPath, *file, key, n, stdout)
 	case "export":
 		if *format != audit.FormatCSV && *format != audit.FormatJSONL {
 			return fmt.Errorf("%w: audit export needs --format csv or --format jsonl", errUsage)
@@ -141,7 +147,7 @@ func loadAuditConfig(path string) (*config.Config, error) {
 	return config.Default(), nil
 }
 
-func auditVerify(ctx context.Context, cfg *config.Config, dbPath, file string, key []byte, stdout io.Writer) error {
+func auditVerify(ctx context.Context, cfg *config.Config, dbPath, file string, key []byte, every int64, stdout io.Writer) error {
 	var rep audit.Report
 	var source string
 	if file != "" {
@@ -151,7 +157,7 @@ func auditVerify(ctx context.Context, cfg *config.Config, dbPath, file string, k
 		}
 		defer f.Close()
 		source = file
-		v := &audit.Verifier{Key: key, AllowGaps: true}
+		v := &audit.Verifier{Key: key, CheckpointEvery: every, AllowGaps: true}
 		errStop := errors.New("stop")
 		err = audit.ReadExport(f, func(r *gateway.AuditRecord) error {
 			if !v.Check(r) {
@@ -170,7 +176,7 @@ func auditVerify(ctx context.Context, cfg *config.Config, dbPath, file string, k
 		}
 		defer db.Close()
 		source = db.Path()
-		if rep, err = audit.VerifyLog(ctx, db.Audit(), key); err != nil {
+		if rep, err = audit.VerifyLog(ctx, db.Audit(), key, every); err != nil {
 			return fmt.Errorf("verify: %w", err)
 		}
 	}

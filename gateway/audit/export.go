@@ -176,14 +176,28 @@ func listText(vs []string) string {
 // cell protects a text cell from being taken for a formula by a
 // spreadsheet (CSV injection): a value starting with = + - @ TAB CR or a
 // quote mark gets a leading quote mark, which ReadExport takes off again.
+// A value holding a CR is written as a quote mark and the value as a JSON
+// string: encoding/csv cannot carry a CR (the writer drops a lone one, the
+// reader turns CRLF into LF), and the row would no longer match its hash.
+// No other cell starts with a quote mark and a double quote.
 func cell(s string) string {
+	if strings.IndexByte(s, '\r') >= 0 {
+		return "'" + string(jsonrpc.Quote(s))
+	}
 	if s != "" && strings.IndexByte("=+-@\t\r'", s[0]) >= 0 {
 		return "'" + s
 	}
 	return s
 }
 
-func uncell(s string) string { return strings.TrimPrefix(s, "'") }
+func uncell(s string) string {
+	if strings.HasPrefix(s, `'"`) {
+		if u, ok := jsonrpc.Unquote(json.RawMessage(s[1:])); ok {
+			return u
+		}
+	}
+	return strings.TrimPrefix(s, "'")
+}
 
 // ReadExport reads an export written by Writer, in either format (told
 // apart by its first byte), calling fn for each row in order. fn must not

@@ -2,7 +2,7 @@ package audit
 
 import (
 	"encoding/json"
-		"fmt"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"

@@ -91,6 +91,7 @@ func (g gate) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Hand
 	a := g.a
 	skipped, record := a.sampled(x)
 	if !record {
+		x.AuditSeq = sampledOut // tells Outer a failure past here is no refusal
 		return next.Handle(ctx, x)
 	}
 	r := a.record(x)
@@ -98,7 +99,8 @@ func (g gate) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Hand
 	r.Skipped = skipped
 	if x.Kind == gateway.KindResult {
 		r.Outcome = gateway.OutcomeOK
-		if e := x.Message.Error; e != nil {
+		if x.Message != nil && x.Message.Error != nil {
+			e := x.Message.Error
 			r.Outcome, r.ErrorCode, r.Error = gateway.OutcomeError, int64(e.Code), clip(e.Message)
 		}
 	}
@@ -112,12 +114,16 @@ func (g gate) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Hand
 
 type outer struct{ a *Auditor }
 
+// sampledOut is the AuditSeq of an exchange the Gate passed on without a
+// row of its own (notification sampling).
+const sampledOut = -1
+
 // Handle passes x on, and records what became of it when that failed: a
 // refusal by a stage, or a request whose delivery failed after its row was
 // written.
 func (o outer) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Handler) error {
 	err := next.Handle(ctx, x)
-	if err == nil || errors.Is(err, gateway.ErrAuditUnavailable) {
+	if err == nil || x.AuditSeq == sampledOut || errors.Is(err, gateway.ErrAuditUnavailable) {
 		return err
 	}
 	a := o.a
@@ -134,6 +140,7 @@ func (o outer) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Han
 		r.Direction = reverse(x.Direction)
 		r.Kind = gateway.KindResult.String()
 		r.Ref, r.Arguments, r.Bytes = x.AuditSeq, "", 0
+		r.Decision = gateway.DecisionAllow // the request was; its delivery failed
 		r.Time = time.Now()
 		r.LatencyMicros = r.Time.Sub(x.Time).Microseconds()
 		r.Outcome = gateway.OutcomeError
@@ -206,6 +213,18 @@ func (a *Auditor) record(x *gateway.Exchange) *gateway.AuditRecord {
 		r.Session, r.Transport, r.ProtocolVersion = s.ID, s.Transport, s.ProtocolVersion
 		r.ClientName, r.ClientVersion = clip(s.ClientName), clip(s.ClientVersion)
 	}
+	if x.Method == "initialize" && x.Kind == gateway.KindRequest && r.ClientName == "" && x.Message != nil {
+		// The session learns these from this very request.
+		info, _ := jsonrpc.Member(x.Message.Params, "clientInfo")
+		name, _ := jsonrpc.Member(info, "name")
+		version, _ := jsonrpc.Member(info, "version")
+		r.ClientName, _ = jsonrpc.Unquote(name)
+		r.ClientVersion, _ = jsonrpc.Unquote(version)
+		r.ClientName, r.ClientVersion = clip(r.ClientName), clip(r.ClientVersion)
+		pv, _ := jsonrpc.Member(x.Message.Params, "protocolVersion")
+		r.ProtocolVersion, _ = jsonrpc.Unquote(pv)
+		r.ProtocolVersion = clip(r.ProtocolVersion)
+	}
 	if p := x.Principal; p != nil {
 		r.Principal, r.TokenID = p.ID, p.TokenID
 	}
@@ -216,7 +235,7 @@ func (a *Auditor) record(x *gateway.Exchange) *gateway.AuditRecord {
 			r.Bytes += int64(len(m.Error.Message) + len(m.Error.Data))
 		}
 	}
-	if x.Request != nil {
+	if x.Request != nil && x.Request.AuditSeq > 0 {
 		r.Ref = x.Request.AuditSeq
 		r.LatencyMicros = time.Since(x.Request.Time).Microseconds()
 	}

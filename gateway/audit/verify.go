@@ -35,6 +35,10 @@ type Verifier struct {
 	// Key, when set, checks the MAC of every checkpoint row and of the
 	// anchor.
 	Key []byte
+	// CheckpointEvery, with Key, requires a valid MAC on every row whose
+	// Seq is a multiple of it, so that a forger cannot drop the MACs of a
+	// rewritten chain.
+	CheckpointEvery int64
 	// AllowGaps accepts jumps in Seq (a filtered export); without it a
 	// jump is a deleted row.
 	AllowGaps bool
@@ -97,6 +101,10 @@ func (v *Verifier) Check(r *gateway.AuditRecord) bool {
 			v.rep.Gaps++
 		}
 	}
+	if len(v.Key) > 0 && r.MAC == "" && v.CheckpointEvery > 0 && r.Seq%v.CheckpointEvery == 0 {
+		v.fail(r.Seq, "row %d: a checkpoint row without its MAC (the chain was rewritten, or the key or checkpoint interval differ from when it was written)", r.Seq)
+		return false
+	}
 	if len(v.Key) > 0 && r.MAC != "" {
 		if !hmac.Equal([]byte(r.MAC), []byte(gateway.CheckpointMAC(v.Key, r.Seq, r.Hash))) {
 			v.fail(r.Seq, "row %d: its checkpoint MAC is not valid under the key (the chain was rewritten, or another key made it)", r.Seq)
@@ -121,9 +129,10 @@ func (v *Verifier) Report() Report {
 	return rep
 }
 
-// VerifyLog verifies a whole audit log from its anchor to its last row.
-func VerifyLog(ctx context.Context, log gateway.AuditLog, key []byte) (Report, error) {
-	v := &Verifier{Key: key}
+// VerifyLog verifies a whole audit log from its anchor to its last row;
+// with a key, every checkpointEvery-th row must carry a valid MAC.
+func VerifyLog(ctx context.Context, log gateway.AuditLog, key []byte, checkpointEvery int64) (Report, error) {
+	v := &Verifier{Key: key, CheckpointEvery: checkpointEvery}
 	a, err := log.Anchor(ctx)
 	if err != nil {
 		return Report{}, err

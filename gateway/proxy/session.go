@@ -400,6 +400,10 @@ func (s *Session) routeNamed(ctx context.Context, x *gateway.Exchange, kind, arg
 		return fail(gateway.Errorf(gateway.CodeInvalidParams, "params.name must be a string"))
 	}
 	what := strings.TrimSuffix(kind, "s")
+	// Until the name resolves, the stages (audit) see what was asked for:
+	// the name as the client gave it.
+	x.Target = name
+	x.Arguments, _ = jsonrpc.Member(params, argsKey)
 	id, target, ok := s.g.resolveName(name)
 	if !ok {
 		return fail(gateway.Errorf(gateway.CodeInvalidParams, "unknown %s %q", what, name))
@@ -409,7 +413,6 @@ func (s *Session) routeNamed(ctx context.Context, x *gateway.Exchange, kind, arg
 	}
 	spec := s.g.byID[id]
 	x.Backend, x.Target = id, target
-	x.Arguments, _ = jsonrpc.Member(params, argsKey)
 	leg := s.leg(id)
 	entry, found, cached := leg.Cached(kind, target)
 	if !cached {

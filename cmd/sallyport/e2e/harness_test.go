@@ -224,7 +224,20 @@ type gwConfig struct {
 	HTTP     *httpConfig     `json:"http,omitempty"`
 	Auth     *authConfig     `json:"auth,omitempty"`
 	Stdio    *stdioConfig    `json:"stdio,omitempty"`
+	Database string          `json:"database,omitempty"` // "": sallyport.db beside the config file
+	Audit    *auditConfig    `json:"audit,omitempty"`
 	Backends []backendConfig `json:"backends"`
+}
+
+// auditConfig is the audit section; empty fields keep their defaults.
+type auditConfig struct {
+	Arguments           string `json:"arguments,omitempty"`
+	SampleNotifications int    `json:"sample_notifications,omitempty"`
+	Retention           string `json:"retention,omitempty"`
+	Synchronous         string `json:"synchronous,omitempty"`
+	BusyTimeout         string `json:"busy_timeout,omitempty"`
+	Key                 string `json:"key,omitempty"`
+	CheckpointEvery     int    `json:"checkpoint_every,omitempty"`
 }
 
 type logConfig struct {
