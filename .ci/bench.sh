@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # make bench: build the gateway and the load harness, install the pinned npm
-# test dependencies, run the Go micro-benchmarks, then the load harness
-# (cmd/sallyport-bench: direct vs Sallyport vs supergateway on the same
-# backend, in one run), and end with a summary.
+# test dependencies, run the Go micro-benchmarks (./gateway/... and the
+# audit stage's, in ./cmd/sallyport-bench), then the load harness
+# (cmd/sallyport-bench: direct vs Sallyport with audit synchronous=full and
+# normal vs supergateway on the same backend, the audit stage in process,
+# audit export and verify, in one run), and end with a summary.
 #
 # Arguments go to the harness, as does $BENCH_ARGS:
 #   .ci/bench.sh --backend demo
@@ -44,8 +46,8 @@ if [ -z "$nm" ] || [ ! -d "$nm/supergateway" ]; then
 fi
 echo "node_modules: $nm"
 
-echo "== go micro-benchmarks (./gateway/...)"
-$GO test -run '^$' -bench . -benchmem ./gateway/... 2>&1 | tee bin/bench-go.txt
+echo "== go micro-benchmarks (./gateway/... ./cmd/sallyport-bench)"
+$GO test -run '^$' -bench . -benchmem ./gateway/... ./cmd/sallyport-bench 2>&1 | tee bin/bench-go.txt
 gobench=${PIPESTATUS[0]}
 nbench=$(grep -c '^Benchmark' bin/bench-go.txt || true)
 

@@ -90,9 +90,13 @@ func TestGoals(t *testing.T) {
 
 func TestSallyportConfigIsValid(t *testing.T) {
 	spec := everythingBackend("/usr/bin/node", "/opt/a dir/with $dollar/node_modules")
-	for _, iso := range []string{isolationShared, isolationSession} {
-		t.Run("isolation "+iso, func(t *testing.T) {
-			cfg, err := config.Parse(sallyportConfig(43210, spec, iso), "")
+	for _, tc := range []struct{ isolation, sync string }{
+		{isolationShared, "full"}, {isolationSession, "normal"},
+	} {
+		iso := tc.isolation
+		t.Run("isolation "+iso+", audit synchronous "+tc.sync, func(t *testing.T) {
+			db := "/tmp/a dir/with $dollar/audit.db"
+			cfg, err := config.Parse(sallyportConfig(43210, spec, iso, db, tc.sync), "")
 			if err != nil {
 				t.Fatalf("the generated config does not parse: %v", err)
 			}
@@ -100,7 +104,8 @@ func TestSallyportConfigIsValid(t *testing.T) {
 				t.Fatalf("the generated config is invalid: %v", err)
 			}
 			b := cfg.Backends[0]
-			if b.ID != "everything" || b.Isolation != iso || b.Args[0] != spec.Args[0] || !cfg.Auth.Anonymous || cfg.Log.Level != "warn" {
+			if b.ID != "everything" || b.Isolation != iso || b.Args[0] != spec.Args[0] || !cfg.Auth.Anonymous || cfg.Log.Level != "warn" ||
+				cfg.Database != db || cfg.Audit.Synchronous != tc.sync {
 				t.Errorf("config came back as %+v", cfg)
 			}
 		})

@@ -1,21 +1,32 @@
 // Command sallyport-bench is Sallyport's load harness. In one run it calls
-// the same MCP backend three ways and reports each way's latency
+// the same MCP backend several ways and reports each way's latency
 // percentiles, throughput and errors, and the ratios between them:
 //
 //   - direct: mcp-go's stdio client talking straight to the backend process;
 //   - sallyport: mcp-go's Streamable HTTP client → sallyport serve → the
-//     backend over stdio;
+//     backend over stdio, with the audit log at its default
+//     synchronous=full;
+//   - sallyport-normal: the same with audit synchronous=normal;
 //   - supergateway: mcp-go's Streamable HTTP client → supergateway 4.0.0
 //     (stdio → Streamable HTTP, stateful) → the backend.
+//
+// Sallyport always writes its audit log, so the audit's own cost is
+// measured in process too (audit.go): the pipeline sallyport serve
+// compiles, with and without the audit stages, over a real database; and
+// `sallyport audit export` and `verify` are timed on a database filled
+// with --audit-rows rows. The Sallyport paths count the audit rows their
+// measured calls wrote and verify the chain after the load.
 //
 // Each path runs a sequential workload (one session, calls one after
 // another) and a concurrent one (many sessions at once). The machines this
 // runs on are shared and noisy, so only ratios measured within one run mean
 // anything; the issue's goals are printed as PASS/MISS lines for
 // information and never change the exit status. The exit status is 1 when
-// a path could not be set up, a direct or sallyport call failed, or the run
-// was interrupted (failed supergateway calls are only reported), and 2 for
-// bad flags.
+// a path could not be set up, a direct or sallyport call failed, an audit
+// measurement failed (a call through the in-process pipeline, export, or
+// a verify that does not find the chain intact), or the run was
+// interrupted (failed supergateway calls are only reported), and 2 for bad
+// flags.
 //
 // The harness starts every server itself on 127.0.0.1 with a free port,
 // and stops every process it started by pid, on errors and interrupts too.
@@ -66,6 +77,11 @@ type options struct {
 	callTimeout time.Duration
 	sgLogLevel  string
 	out         string
+
+	auditCalls     int    // sequential calls through the in-process pipeline (0: no stage measurements)
+	auditConcCalls int    // concurrent calls through it, in total
+	auditRows      int64  // rows of the export/verify database (0: no export/verify)
+	dbDir          string // where the databases go ("": the run's temporary folder)
 }
 
 func main() {
@@ -118,7 +134,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&opt.nodeModules, "node-modules", "", "node_modules with the pinned npm packages (default $"+envNodeModules+", else the output of .ci/testdeps.sh)")
 	fs.StringVar(&opt.preload, "loopback-preload", filepath.Join(root, ".ci", "loopback.cjs"), "Node preload that keeps supergateway on 127.0.0.1")
 	fs.StringVar(&opt.backend, "backend", "everything", "backend: everything (server-everything echo) or demo (sallyport demo-server lookup_customer)")
-	fs.StringVar(&paths, "paths", "direct,sallyport,supergateway", "comma-separated paths to measure")
+	fs.StringVar(&paths, "paths", strings.Join(allPaths, ","), "comma-separated paths to measure")
 	fs.StringVar(&opt.isolation, "isolation", isolationShared, "sallyport backend isolation: shared (one backend process for every session) or session (one per session)")
 	fs.IntVar(&opt.calls, "calls", 1000, "measured calls of the sequential workload")
 	fs.IntVar(&opt.warmup, "warmup", 100, "warm-up calls before each workload (split across the concurrent sessions)")
@@ -127,6 +143,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&opt.callTimeout, "call-timeout", 30*time.Second, "bound on one call")
 	fs.StringVar(&opt.sgLogLevel, "supergateway-log-level", "none", "supergateway --logLevel (none, info, debug); info logs every message")
 	fs.StringVar(&opt.out, "out", "bench-results.json", "JSON results file")
+	fs.IntVar(&opt.auditCalls, "audit-stage-calls", 2000, "measured sequential calls through the in-process pipeline, per variant (0: skip the in-process audit measurements)")
+	fs.IntVar(&opt.auditConcCalls, "audit-stage-conc-calls", 20000, "measured concurrent calls through the in-process pipeline, per variant, in total")
+	fs.Int64Var(&opt.auditRows, "audit-rows", 500000, "rows of the database export and verify are timed on (0: skip them)")
+	fs.StringVar(&opt.dbDir, "db-dir", "", "folder for the audit databases (default: the run's temporary folder); its file system decides what synchronous=full costs")
 	if err := fs.Parse(args); err != nil {
 		return opt, err
 	}
@@ -138,12 +158,12 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		switch p {
 		case "":
 			continue
-		case pathDirect, pathSallyport, pathSupergateway:
+		case pathDirect, pathSallyport, pathSallyportNormal, pathSupergateway:
 			if !slices.Contains(opt.paths, p) {
 				opt.paths = append(opt.paths, p)
 			}
 		default:
-			return opt, fmt.Errorf("--paths: unknown path %q (want direct, sallyport, supergateway)", p)
+			return opt, fmt.Errorf("--paths: unknown path %q (want %s)", p, strings.Join(allPaths, ", "))
 		}
 	}
 	switch {
@@ -161,9 +181,16 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return opt, errors.New("--call-timeout must be positive")
 	case !slices.Contains([]string{"none", "info", "debug"}, opt.sgLogLevel):
 		return opt, fmt.Errorf("--supergateway-log-level: %q is not none, info or debug", opt.sgLogLevel)
+	case opt.auditCalls < 0 || opt.auditCalls > 0 && opt.auditConcCalls < 1:
+		return opt, errors.New("--audit-stage-calls must be at least 0, --audit-stage-conc-calls at least 1")
+	case opt.auditRows != 0 && opt.auditRows < 1000:
+		return opt, errors.New("--audit-rows: 0, or at least 1000")
 	}
 	var err error
-	for _, p := range []*string{&opt.sallyport, &opt.preload, &opt.out} {
+	for _, p := range []*string{&opt.sallyport, &opt.preload, &opt.out, &opt.dbDir} {
+		if *p == "" {
+			continue
+		}
 		if *p, err = filepath.Abs(*p); err != nil {
 			return opt, err
 		}
@@ -213,6 +240,7 @@ type harness struct {
 	reaper   *reaper
 	progress io.Writer
 	tmp      string
+	dbDir    string // the audit databases' folder, removed at the end
 	node     string
 	spec     backendSpec
 }
@@ -225,7 +253,8 @@ func (h *harness) logf(format string, args ...any) {
 // backend.
 func (h *harness) prepare(ctx context.Context) error {
 	needNode := h.opt.backend == "everything" || slices.Contains(h.opt.paths, pathSupergateway)
-	needSallyport := h.opt.backend == "demo" || slices.Contains(h.opt.paths, pathSallyport)
+	needSallyport := h.opt.backend == "demo" || h.opt.auditRows > 0 ||
+		slices.ContainsFunc(h.opt.paths, func(p string) bool { return syncOf(p) != "" })
 	if needSallyport {
 		if fi, err := os.Stat(h.opt.sallyport); err != nil || fi.IsDir() {
 			return fmt.Errorf("no sallyport binary at %s (build it: go build -o bin/sallyport ./cmd/sallyport, or pass --sallyport)", h.opt.sallyport)
@@ -279,6 +308,14 @@ func (h *harness) run(ctx context.Context) (*Report, error) {
 	h.tmp = tmp
 	defer os.RemoveAll(tmp)
 	defer h.reaper.stopAll() // before the folder their configs are in goes
+	base := tmp
+	if h.opt.dbDir != "" {
+		base = h.opt.dbDir
+	}
+	if h.dbDir, err = os.MkdirTemp(base, "sallyport-bench-db-"); err != nil {
+		return nil, fmt.Errorf("--db-dir: %w", err)
+	}
+	defer os.RemoveAll(h.dbDir)
 	if err := h.prepare(ctx); err != nil {
 		return nil, err
 	}
@@ -296,8 +333,39 @@ func (h *harness) run(ctx context.Context) (*Report, error) {
 	if err := context.Cause(ctx); err != nil {
 		return nil, fmt.Errorf("interrupted: %w", err)
 	}
+	if h.opt.auditCalls > 0 || h.opt.auditRows > 0 {
+		if err := h.measureAudit(ctx, rep); err != nil {
+			return nil, err
+		}
+	}
 	rep.compute()
 	return rep, nil
+}
+
+// measureAudit runs the in-process audit stage measurements and export
+// and verify.
+func (h *harness) measureAudit(ctx context.Context, rep *Report) error {
+	rep.Audit = &AuditReport{DBDir: h.dbDir, FileSystem: fileSystem(h.dbDir)}
+	if h.opt.auditCalls > 0 {
+		rep.Audit.Stage = map[string]*StageResult{}
+		for _, v := range stageVariants {
+			if err := context.Cause(ctx); err != nil {
+				return fmt.Errorf("interrupted: %w", err)
+			}
+			st := h.measureStage(ctx, v)
+			rep.Audit.Stage[v] = st
+			if st.Error != "" {
+				h.logf("audit stage %s: FAILED: %s", v, st.Error)
+			}
+		}
+	}
+	if h.opt.auditRows > 0 {
+		rep.Audit.Store = h.measureStore(ctx)
+	}
+	if err := context.Cause(ctx); err != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	return nil
 }
 
 // measurePath sets the path up, runs both workloads on it and tears it
@@ -309,9 +377,9 @@ func (h *harness) measurePath(ctx context.Context, name string) *PathResult {
 	switch name {
 	case pathDirect:
 		t = h.directTarget()
-	case pathSallyport:
-		h.logf("%s: starting sallyport serve", name)
-		t, err = h.sallyportTarget(ctx)
+	case pathSallyport, pathSallyportNormal:
+		h.logf("%s: starting sallyport serve (audit synchronous=%s)", name, syncOf(name))
+		t, err = h.sallyportTarget(ctx, name)
 	case pathSupergateway:
 		h.logf("%s: starting supergateway", name)
 		t, err = h.supergatewayTarget(ctx)
@@ -332,13 +400,13 @@ func (h *harness) measurePath(ctx context.Context, name string) *PathResult {
 		res.Error = fmt.Sprintf("sequential: %v", err)
 		return res
 	}
-	seq, err := runWorkload(ctx, callers(s), h.opt.warmup, h.opt.calls, h.opt.callTimeout)
+	seq, rows, err := runWorkload(ctx, t.db, callers(s), h.opt.warmup, h.opt.calls, h.opt.callTimeout)
 	closeSessions(s)
 	if err != nil {
 		res.Error = fmt.Sprintf("sequential: %v", err)
 		return res
 	}
-	res.Sequential = &seq
+	res.Sequential, res.AuditSequential = &seq, rows
 
 	// Concurrent: many sessions (or, for direct with shared isolation, many
 	// workers on one session).
@@ -364,7 +432,7 @@ func (h *harness) measurePath(ctx context.Context, name string) *PathResult {
 	}
 	res.ConcurrentWorkers = n
 	warmEach := (h.opt.warmup + n - 1) / n
-	conc, err := runWorkload(ctx, workers, warmEach, h.opt.concCalls, h.opt.callTimeout)
+	conc, rows, err := runWorkload(ctx, t.db, workers, warmEach, h.opt.concCalls, h.opt.callTimeout)
 	if t.gateway != nil {
 		// Read while the sessions (and their backends) are still open.
 		res.Memory = readMemory(t.gateway.pid())
@@ -374,7 +442,12 @@ func (h *harness) measurePath(ctx context.Context, name string) *PathResult {
 		res.Error = fmt.Sprintf("concurrent: %v", err)
 		return res
 	}
-	res.Concurrent = &conc
+	res.Concurrent, res.AuditConcurrent = &conc, rows
+	if t.db != "" {
+		// The chain the load left, with the gateway stopped.
+		t.teardown()
+		res.AuditVerify = h.verifyGatewayLog(ctx, t.db)
+	}
 	return res
 }
 

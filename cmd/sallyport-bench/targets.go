@@ -21,14 +21,34 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/sallyport/sallyport/gateway/sqlite"
 )
 
-// Path names, as --paths takes them.
+// Path names, as --paths takes them. Sallyport always writes its audit
+// log (there is no switch to turn it off): pathSallyport runs it with the
+// default audit.synchronous, full, and pathSallyportNormal with normal.
 const (
-	pathDirect       = "direct"
-	pathSallyport    = "sallyport"
-	pathSupergateway = "supergateway"
+	pathDirect          = "direct"
+	pathSallyport       = "sallyport"
+	pathSallyportNormal = "sallyport-normal"
+	pathSupergateway    = "supergateway"
 )
+
+// allPaths are the paths, in the order they run by default.
+var allPaths = []string{pathDirect, pathSallyport, pathSallyportNormal, pathSupergateway}
+
+// syncOf is the audit.synchronous a Sallyport path runs with ("" for the
+// other paths).
+func syncOf(path string) string {
+	switch path {
+	case pathSallyport:
+		return sqlite.SyncFull
+	case pathSallyportNormal:
+		return sqlite.SyncNormal
+	}
+	return ""
+}
 
 // echoMessage is what the everything backend's echo tool is asked to echo.
 const echoMessage = "sallyport-bench"
@@ -121,6 +141,7 @@ type target struct {
 	open        func(ctx context.Context) (*session, error)
 	shareConc   bool   // the concurrent workers share one session (direct with isolation shared)
 	gateway     *proc  // the gateway process; nil for direct
+	db          string // the gateway's audit database; "" for the paths that have none
 	description string // how the path is wired, for the report
 	teardown    func() // stops the gateway; nil for direct
 }
@@ -211,13 +232,17 @@ func (h *harness) directTarget() *target {
 
 // sallyportConfig is the gateway configuration the harness runs with:
 // warn-level logging so that logging does not dominate, anonymous access on
-// loopback, and the backend with the chosen isolation.
-func sallyportConfig(port int, spec backendSpec, isolation string) []byte {
+// loopback, the audit log in db with the given synchronous setting (and
+// the other audit settings at their defaults), and the backend with the
+// chosen isolation.
+func sallyportConfig(port int, spec backendSpec, isolation, db, synchronous string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by sallyport-bench.\n")
 	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\n", port)
 	fmt.Fprintf(&b, "log: {level: warn}\n")
 	fmt.Fprintf(&b, "auth: {anonymous: true}\n")
+	fmt.Fprintf(&b, "database: %s\n", yamlString(db))
+	fmt.Fprintf(&b, "audit: {synchronous: %s}\n", synchronous)
 	fmt.Fprintf(&b, "backends:\n")
 	fmt.Fprintf(&b, "  - id: %s\n", spec.ID)
 	fmt.Fprintf(&b, "    transport: stdio\n")
@@ -241,7 +266,9 @@ func yamlString(s string) string {
 
 var endpointRE = regexp.MustCompile(`sallyport: MCP endpoint (http://\S+/mcp)`)
 
-func (h *harness) sallyportTarget(ctx context.Context) (*target, error) {
+// sallyportTarget starts sallyport serve for path (pathSallyport or
+// pathSallyportNormal), with a fresh audit database.
+func (h *harness) sallyportTarget(ctx context.Context, path string) (*target, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -251,7 +278,9 @@ func (h *harness) sallyportTarget(ctx context.Context) (*target, error) {
 		return nil, err
 	}
 	cfgPath := filepath.Join(dir, "sallyport.yaml")
-	if err := os.WriteFile(cfgPath, sallyportConfig(port, h.spec, h.opt.isolation), 0o600); err != nil {
+	db := filepath.Join(h.dbDir, path+"-audit.db")
+	sync := syncOf(path)
+	if err := os.WriteFile(cfgPath, sallyportConfig(port, h.spec, h.opt.isolation, db, sync), 0o600); err != nil {
 		return nil, fmt.Errorf("write sallyport config: %w", err)
 	}
 	cmd := exec.Command(h.opt.sallyport, "serve", "-c", cfgPath)
@@ -274,11 +303,12 @@ func (h *harness) sallyportTarget(ctx context.Context) (*target, error) {
 	url := m[1]
 	tool := h.spec.ID + "__" + h.spec.Tool
 	return &target{
-		name:        pathSallyport,
+		name:        path,
 		tool:        tool,
 		open:        func(ctx context.Context) (*session, error) { return h.openHTTP(ctx, url, tool) },
 		gateway:     p,
-		description: fmt.Sprintf("mcp-go Streamable HTTP client → sallyport serve (%s, isolation %s) → backend over stdio", url, h.opt.isolation),
+		db:          db,
+		description: fmt.Sprintf("mcp-go Streamable HTTP client → sallyport serve (%s, isolation %s, audit synchronous=%s) → backend over stdio", url, h.opt.isolation, sync),
 		teardown:    p.stop,
 	}, nil
 }

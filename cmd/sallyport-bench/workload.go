@@ -15,46 +15,68 @@ const errLimit = 100
 // caller makes one call.
 type caller func(ctx context.Context) error
 
-// runWorkload warms up, then measures. Every worker first makes warmupEach
-// calls (all concurrently); any error there fails the workload, since the
-// path is then broken rather than slow. Then the workers, released
-// together, take the total measured calls from one shared counter, each
-// call bounded by timeout. With one worker this is the sequential workload.
-func runWorkload(ctx context.Context, workers []caller, warmupEach, total int, timeout time.Duration) (Summary, error) {
-	call := func(c caller) (time.Duration, error) {
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		t0 := time.Now()
-		err := c(cctx)
-		return time.Since(t0), err
+// runWorkload warms up (warmUp), then measures (measure). When db is not
+// "" it also counts the audit rows the measured calls wrote there, from
+// the log's max(seq) before and after (the warm-up's rows are left out).
+func runWorkload(ctx context.Context, db string, workers []caller, warmupEach, total int, timeout time.Duration) (Summary, *AuditRows, error) {
+	if err := warmUp(ctx, workers, warmupEach, timeout); err != nil {
+		return Summary{}, nil, err
 	}
+	if db == "" {
+		return measure(ctx, workers, total, timeout), nil, nil
+	}
+	before, err := countRows(ctx, db)
+	if err != nil {
+		return Summary{}, nil, err
+	}
+	s := measure(ctx, workers, total, timeout)
+	after, err := countRows(ctx, db)
+	if err != nil {
+		return s, nil, err
+	}
+	return s, rowsDuring(after-before, s), nil
+}
 
-	// Warm-up.
+// timed makes one call bounded by timeout and returns how long it took.
+func timed(ctx context.Context, c caller, timeout time.Duration) (time.Duration, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t0 := time.Now()
+	err := c(cctx)
+	return time.Since(t0), err
+}
+
+// warmUp has every worker make warmupEach calls, all concurrently. Any
+// error fails the workload, since the path is then broken rather than
+// slow.
+func warmUp(ctx context.Context, workers []caller, warmupEach int, timeout time.Duration) error {
 	warmErr := make(chan error, len(workers))
 	var wg sync.WaitGroup
 	for _, w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for range warmupEach {
-				if _, err := call(w); err != nil {
+				if _, err := timed(ctx, w, timeout); err != nil {
 					warmErr <- fmt.Errorf("warm-up call: %w", err)
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(warmErr)
 	if err := <-warmErr; err != nil {
-		return Summary{}, err
+		return err
 	}
-	if err := context.Cause(ctx); err != nil {
-		return Summary{}, err
-	}
+	return context.Cause(ctx)
+}
 
-	// Measured calls.
+// measure releases the workers together; they take the total measured
+// calls from one shared counter, each call bounded by timeout. With one
+// worker this is the sequential workload. Failed calls are counted, and
+// errLimit of them (or ctx ending) stops the workload early.
+func measure(ctx context.Context, workers []caller, total int, timeout time.Duration) Summary {
 	var (
+		wg        sync.WaitGroup
 		next      atomic.Int64
 		errs      atomic.Int64
 		aborted   atomic.Bool
@@ -74,7 +96,7 @@ func runWorkload(ctx context.Context, workers []caller, warmupEach, total int, t
 					aborted.Store(true)
 					return
 				}
-				d, err := call(w)
+				d, err := timed(ctx, w, timeout)
 				if err != nil {
 					firstOnce.Do(func() { firstErr = err })
 					if errs.Add(1) >= errLimit {
@@ -100,5 +122,5 @@ func runWorkload(ctx context.Context, workers []caller, warmupEach, total int, t
 	if firstErr != nil {
 		s.FirstError = firstErr.Error()
 	}
-	return s, nil
+	return s
 }
