@@ -245,6 +245,15 @@ type AuditLog interface {
 	// calls are batched into one transaction (group commit). An error
 	// (wrapping ErrAuditUnavailable) means none of recs was stored.
 	Append(ctx context.Context, recs ...*AuditRecord) error
+	// Enqueue queues recs to be written, in order, with the next group
+	// commit, and returns without waiting for it: a crash may lose them.
+	// While writes are failing it writes them as Append does and returns
+	// its error, so that a caller refuses its message then.
+	Enqueue(recs ...*AuditRecord) error
+	// Flush waits until every row enqueued before it is written. It
+	// returns an error (wrapping ErrAuditUnavailable) when the last write
+	// failed.
+	Flush(ctx context.Context) error
 	// Scan calls fn for each row f selects, in Seq order, streaming: memory
 	// stays constant however many rows there are. fn must not keep r. A
 	// non-nil error from fn stops the scan and is returned.

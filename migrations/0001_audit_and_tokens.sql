@@ -33,8 +33,7 @@ CREATE TABLE audit (
 	mac              TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX audit_ts ON audit (ts);
-CREATE INDEX audit_principal ON audit (principal, ts);
-CREATE INDEX audit_backend_target ON audit (backend, target, ts);
+-- (filters other than time scan in seq order: no index to maintain per row)
 
 -- Where the chain starts after retention pruned its beginning: the last
 -- pruned row's seq and hash (one row, id 1, absent until the first prune).

@@ -120,6 +120,9 @@ func appendAll(t testing.TB, log gateway.AuditLog, recs []*gateway.AuditRecord, 
 // rows returns copies of the rows f selects.
 func rows(t testing.TB, log gateway.AuditLog, f gateway.AuditFilter) []gateway.AuditRecord {
 	t.Helper()
+	if err := log.Flush(context.Background()); err != nil {
+		t.Logf("flush: %v", err)
+	}
 	var out []gateway.AuditRecord
 	err := log.Scan(context.Background(), f, func(r *gateway.AuditRecord) error {
 		out = append(out, clone(r))

@@ -104,26 +104,43 @@ func (g gate) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Hand
 			r.Outcome, r.ErrorCode, r.Error = gateway.OutcomeError, int64(e.Code), clip(e.Message)
 		}
 	}
-	if err := a.log.Append(ctx, r); err != nil {
+	// A request (or a backend's request to the client) is passed on only
+	// once its row is committed. Answers and notifications are queued for
+	// the next commit instead of waited for: what they answer is already
+	// on record, and the queue refuses them while writes are failing.
+	var err error
+	if x.Kind == gateway.KindRequest || x.Kind == gateway.KindServerRequest {
+		err = a.log.Append(ctx, r)
+	} else {
+		err = a.log.Enqueue(r)
+	}
+	if err != nil {
 		a.logger.Error("audit write failed; message refused", slog.String("method", x.Method), slog.String("err", err.Error()))
 		return &gateway.Error{Code: gateway.CodeAuditUnavailable, Message: "audit log unavailable: the message was not forwarded", Err: err}
 	}
 	x.AuditSeq = r.Seq
+	if x.AuditSeq == 0 {
+		x.AuditSeq = queued
+	}
 	return next.Handle(ctx, x)
 }
 
 type outer struct{ a *Auditor }
 
-// sampledOut is the AuditSeq of an exchange the Gate passed on without a
-// row of its own (notification sampling).
-const sampledOut = -1
+// AuditSeq values of exchanges the Gate passed whose row has no Seq yet.
+const (
+	// sampledOut: passed without a row of its own (notification sampling).
+	sampledOut = -1
+	// queued: its row is queued for the next commit.
+	queued = -2
+)
 
 // Handle passes x on, and records what became of it when that failed: a
 // refusal by a stage, or a request whose delivery failed after its row was
 // written.
 func (o outer) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Handler) error {
 	err := next.Handle(ctx, x)
-	if err == nil || x.AuditSeq == sampledOut || errors.Is(err, gateway.ErrAuditUnavailable) {
+	if err == nil || x.AuditSeq < 0 || errors.Is(err, gateway.ErrAuditUnavailable) {
 		return err
 	}
 	a := o.a
@@ -150,7 +167,7 @@ func (o outer) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Han
 	default:
 		return err // a recorded notification or result the peer did not take
 	}
-	if werr := a.log.Append(context.WithoutCancel(ctx), r); werr != nil {
+	if werr := a.log.Enqueue(r); werr != nil {
 		a.logger.Error("audit write failed", slog.String("method", x.Method), slog.String("err", werr.Error()))
 	}
 	return err

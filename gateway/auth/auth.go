@@ -137,10 +137,19 @@ func (s *Store) Import(rec Record) (added bool, err error) {
 	defer cancel()
 	err = s.ts.InsertToken(ctx, rec)
 	if errors.Is(err, gateway.ErrTokenExists) {
-		for _, r := range s.current().records {
+		// The store, not the snapshot: another process may have imported
+		// it less than a second ago.
+		stored, lerr := s.ts.Tokens(ctx)
+		if lerr != nil {
+			return false, fmt.Errorf("import token %s: %w", rec.ID, lerr)
+		}
+		for _, r := range stored {
 			if r.ID == rec.ID && r.Hash == rec.Hash {
 				if rec.Revoked != nil && r.Revoked == nil {
-					return false, s.ts.RevokeToken(ctx, rec.ID, *rec.Revoked)
+					if err := s.ts.RevokeToken(ctx, rec.ID, *rec.Revoked); err != nil {
+						return false, fmt.Errorf("import token %s: %w", rec.ID, err)
+					}
+					s.refresh()
 				}
 				return false, nil
 			}

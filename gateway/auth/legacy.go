@@ -50,7 +50,7 @@ func ReadLegacyFile(path string) ([]Record, error) {
 	if err := dec.Decode(&lf); err != nil {
 		return nil, fmt.Errorf("read tokens file %s: malformed: %w", path, err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) { // More misses a stray ] or }
 		return nil, fmt.Errorf("read tokens file %s: %w", path, errors.New("malformed: data after the JSON object"))
 	}
 	if lf.Version != 1 {

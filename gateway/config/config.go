@@ -20,7 +20,7 @@ const (
 	DefaultMaxSessions        = 1000
 	DefaultDatabase           = "sallyport.db"
 	DefaultAuditArguments     = "full"
-	DefaultAuditSynchronous   = "full"
+	DefaultAuditSynchronous   = "normal"
 	DefaultBusyTimeout        = Duration(5 * time.Second)
 	DefaultCheckpointEvery    = 1000
 	DefaultAnonymousPrincipal = "anonymous"
@@ -107,8 +107,10 @@ type Audit struct {
 	// Retention is how long rows are kept; 0 (the default) keeps them
 	// forever.
 	Retention Duration `yaml:"retention"`
-	// Synchronous is "full" (the default: a recorded row survives a power
-	// loss) or "normal" (it survives a crash of the process; faster).
+	// Synchronous is "normal" (the default: a committed row survives a
+	// crash or kill of the gateway process; after a power loss or kernel
+	// crash the last commits may be lost) or "full" (it survives that too,
+	// at the cost of an fsync per group commit).
 	Synchronous string `yaml:"synchronous"`
 	// BusyTimeout is how long a write waits for a lock held by another
 	// process before the message is refused; default 5s.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sallyport/sallyport/gateway"
@@ -23,30 +24,35 @@ func (db *DB) Audit() gateway.AuditLog {
 	return db.audit
 }
 
-// auditLog implements gateway.AuditLog. Appends are group-committed: the
-// first caller to find no commit in progress becomes the leader and writes
-// everything queued so far in one transaction; callers arriving meanwhile
-// queue up and the next leader, the first of them, writes them all at once.
-// The chain's head is read inside each write transaction, so several
-// processes can append to one file and still form one chain.
+// auditLog implements gateway.AuditLog. Appends are group-committed: one
+// caller at a time leads, writing everything queued so far in one
+// transaction; callers arriving meanwhile queue up, and when the leader is
+// done it hands the lead to the first of them still waiting. Enqueued
+// rows ride along with the next commit; when only they are queued, a
+// goroutine leads. The chain's head is read inside each write
+// transaction, so several processes can append to one file and still
+// form one chain.
 type auditLog struct {
 	db *DB
 
 	mu      sync.Mutex // guards queue and leading
 	queue   []*pending
 	leading bool
+	failed  atomic.Bool  // the last commit failed
+	lost    atomic.Int64 // enqueued rows dropped, see retain
 
-	connMu sync.Mutex // serializes use of conn (commits, pruning)
-	conn   *sql.Conn
-	insert *sql.Stmt
+	connMu sync.Mutex // serializes commits and pruning
+	insert *sql.Stmt  // prepared on the writer pool, shared with the token store
+	head   *sql.Stmt  // headSQL, likewise
 	closed bool
 }
 
 type pending struct {
-	recs []*gateway.AuditRecord
-	err  error
-	done chan struct{} // closed when written or failed
-	lead chan struct{} // closed when this caller is to lead the next commit
+	recs  []*gateway.AuditRecord
+	async bool          // Enqueue: nobody waits
+	err   error         // set before done is closed
+	done  chan struct{} // closed when written or failed
+	lead  chan struct{} // receives when this caller is to lead
 }
 
 const insertSQL = `INSERT INTO audit (seq, ts, session, transport, protocol_version, client_name, client_version,
@@ -62,46 +68,164 @@ func (l *auditLog) Append(ctx context.Context, recs ...*gateway.AuditRecord) err
 	if l.db.w == nil {
 		return fmt.Errorf("%w: database is open read-only", gateway.ErrAuditUnavailable)
 	}
-	p := &pending{recs: recs, done: make(chan struct{}), lead: make(chan struct{})}
+	p := &pending{recs: recs, done: make(chan struct{}), lead: make(chan struct{}, 1)}
 	l.mu.Lock()
 	l.queue = append(l.queue, p)
-	if l.leading {
+	if !l.leading {
+		l.leading = true
 		l.mu.Unlock()
+		l.lead()
+	} else {
+		l.mu.Unlock()
+	}
+	for {
 		select {
 		case <-p.done:
 			return p.err
 		case <-p.lead:
+			l.lead()
 		}
-	} else {
-		l.leading = true
-		l.mu.Unlock()
 	}
-	// Leader: write what is queued (p included), then hand over.
-	l.mu.Lock()
-	batch := l.queue
-	if len(batch) > maxBatch {
-		batch = batch[:maxBatch:maxBatch]
-	}
-	l.queue = l.queue[len(batch):]
-	l.mu.Unlock()
-
-	err := l.commit(batch)
-	for _, q := range batch {
-		q.err = err
-		close(q.done)
-	}
-
-	l.mu.Lock()
-	if len(l.queue) > 0 {
-		close(l.queue[0].lead)
-	} else {
-		l.leading = false
-		l.queue = nil
-	}
-	l.mu.Unlock()
-	<-p.done
-	return p.err
 }
+
+// Enqueue implements gateway.AuditLog.
+func (l *auditLog) Enqueue(recs ...*gateway.AuditRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if l.db.w == nil {
+		return fmt.Errorf("%w: database is open read-only", gateway.ErrAuditUnavailable)
+	}
+	if l.failed.Load() {
+		// Writes are failing: find out now, and refuse if they still do.
+		return l.Append(context.Background(), recs...)
+	}
+	p := &pending{recs: recs, async: true, done: make(chan struct{})}
+	l.mu.Lock()
+	l.queue = append(l.queue, p)
+	if !l.leading {
+		l.leading = true
+		go l.lead()
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// Flush implements gateway.AuditLog.
+func (l *auditLog) Flush(ctx context.Context) error {
+	if l.db.w == nil {
+		return nil
+	}
+	l.mu.Lock()
+	idle := !l.leading && len(l.queue) == 0
+	l.mu.Unlock()
+	if !idle {
+		// An empty entry behind the queued rows: written when they are.
+		p := &pending{done: make(chan struct{}), lead: make(chan struct{}, 1)}
+		l.mu.Lock()
+		l.queue = append(l.queue, p)
+		if !l.leading {
+			l.leading = true
+			l.mu.Unlock()
+			l.lead()
+		} else {
+			l.mu.Unlock()
+		}
+	wait:
+		for {
+			select {
+			case <-p.done:
+				break wait
+			case <-p.lead:
+				l.lead()
+			}
+		}
+	}
+	if l.failed.Load() {
+		return fmt.Errorf("%w: the last write failed", gateway.ErrAuditUnavailable)
+	}
+	return nil
+}
+
+// lead commits batches from the head of the queue until it is empty or a
+// waiting caller takes the lead over.
+func (l *auditLog) lead() {
+	for {
+		l.mu.Lock()
+		batch := l.queue
+		if len(batch) > maxBatch {
+			batch = batch[:maxBatch:maxBatch]
+		}
+		l.queue = l.queue[len(batch):]
+		l.mu.Unlock()
+
+		err := l.commit(batch)
+		l.failed.Store(err != nil)
+		var retry []*pending
+		for _, q := range batch {
+			if err != nil && q.async {
+				retry = append(retry, q) // kept for the next commit
+				continue
+			}
+			q.err = err
+			close(q.done)
+		}
+
+		l.mu.Lock()
+		if len(retry) > 0 {
+			l.queue = append(l.retain(retry), l.queue...)
+		}
+		if len(l.queue) == 0 {
+			l.leading = false
+			l.queue = nil
+			l.mu.Unlock()
+			return
+		}
+		for _, q := range l.queue {
+			if !q.async {
+				q.lead <- struct{}{}
+				l.mu.Unlock()
+				return
+			}
+		}
+		if err != nil {
+			// Only enqueued rows wait, and writes fail: they stay queued
+			// until the next Append, Enqueue or Flush tries again.
+			l.leading = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock() // only enqueued rows wait: go on
+	}
+}
+
+// maxRetained bounds the enqueued rows kept while writes fail.
+const maxRetained = 10000
+
+// retain returns the enqueued entries to keep for another try, dropping
+// (and counting) the newest beyond maxRetained rows. l.mu is held.
+func (l *auditLog) retain(ps []*pending) []*pending {
+	n := 0
+	for _, q := range l.queue {
+		if q.async {
+			n += len(q.recs)
+		}
+	}
+	for i, q := range ps {
+		if n += len(q.recs); n > maxRetained {
+			for _, d := range ps[i:] {
+				l.lost.Add(int64(len(d.recs)))
+				close(d.done)
+			}
+			return ps[:i]
+		}
+	}
+	return ps
+}
+
+// Lost returns how many enqueued rows were dropped because writes kept
+// failing while more than maxRetained waited.
+func (l *auditLog) Lost() int64 { return l.lost.Load() }
 
 // commit writes the rows of batch in one transaction, chaining them onto
 // the log's current head.
@@ -125,18 +249,17 @@ func (l *auditLog) commit(batch []*pending) (err error) {
 	if err := l.db.checkFile(); err != nil {
 		return err
 	}
-	if _, err := l.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	// BEGIN IMMEDIATE (the writer's _txlock): the write lock from the start.
+	tx, err := l.db.w.BeginTx(ctx, nil)
+	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			l.conn.ExecContext(ctx, "ROLLBACK")
-		}
-	}()
-	seq, hash, err := head(ctx, l.conn)
-	if err != nil {
-		return err
+	defer tx.Rollback()
+	insert := tx.StmtContext(ctx, l.insert)
+	var seq int64
+	var hash string
+	if err := tx.StmtContext(ctx, l.head).QueryRowContext(ctx).Scan(&seq, &hash); err != nil {
+		return fmt.Errorf("read chain head: %w", err)
 	}
 	key, every := l.db.opts.AuditKey, l.db.opts.CheckpointEvery
 	for _, p := range batch {
@@ -149,7 +272,7 @@ func (l *auditLog) commit(batch []*pending) (err error) {
 				r.MAC = gateway.CheckpointMAC(key, seq, r.Hash)
 			}
 			hash = r.Hash
-			if _, err := l.insert.ExecContext(ctx, seq, r.Time.UnixMicro(), r.Session, r.Transport, r.ProtocolVersion,
+			if _, err := insert.ExecContext(ctx, seq, r.Time.UnixMicro(), r.Session, r.Transport, r.ProtocolVersion,
 				r.ClientName, r.ClientVersion, r.Principal, r.TokenID, r.Direction, r.Kind, r.Method, r.MessageID,
 				r.Ref, r.Backend, r.Target, r.Arguments, r.Decision, encodeList(r.Reasons), encodeList(r.Rules),
 				r.PolicyVersion, r.Outcome, r.ErrorCode, r.Error, r.LatencyMicros, r.Bytes, r.Skipped,
@@ -158,65 +281,49 @@ func (l *auditLog) commit(batch []*pending) (err error) {
 			}
 		}
 	}
-	if _, err := l.conn.ExecContext(ctx, "COMMIT"); err != nil {
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	committed = true
 	return nil
 }
 
-// open takes the writer connection and prepares the insert, once.
+// open prepares the insert on the writer pool, once. No connection is
+// held between commits: the token store writes through the same pool.
 func (l *auditLog) open(ctx context.Context) error {
 	if l.closed {
 		return errors.New("database is closed")
 	}
-	if l.conn != nil {
+	if l.insert != nil {
 		return nil
 	}
-	conn, err := l.db.w.Conn(ctx)
+	ins, err := l.db.w.PrepareContext(ctx, insertSQL)
 	if err != nil {
 		return err
 	}
-	ins, err := conn.PrepareContext(ctx, insertSQL)
+	hd, err := l.db.w.PrepareContext(ctx, headSQL)
 	if err != nil {
-		conn.Close()
+		ins.Close()
 		return err
 	}
-	l.conn, l.insert = conn, ins
+	l.insert, l.head = ins, hd
 	return nil
 }
 
+// headSQL reads the seq and hash the next row chains onto: the last row's,
+// else the retention anchor's, else 0 and the genesis hash.
+const headSQL = `SELECT
+	coalesce((SELECT seq FROM audit ORDER BY seq DESC LIMIT 1), (SELECT seq FROM audit_anchor WHERE id = 1), 0),
+	coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), (SELECT hash FROM audit_anchor WHERE id = 1), '` + gateway.GenesisHash + `')`
+
 func (l *auditLog) close() error {
+	l.Flush(context.Background()) // a last try for what is queued
 	l.connMu.Lock()
 	defer l.connMu.Unlock()
 	l.closed = true
-	if l.conn == nil {
+	if l.insert == nil {
 		return nil
 	}
-	l.insert.Close()
-	return l.conn.Close()
-}
-
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// head returns the seq and hash the next row chains onto: the last row's,
-// else the anchor's, else 0 and the genesis hash.
-func head(ctx context.Context, q querier) (int64, string, error) {
-	var seq int64
-	var hash string
-	err := q.QueryRowContext(ctx, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").Scan(&seq, &hash)
-	if errors.Is(err, sql.ErrNoRows) {
-		err = q.QueryRowContext(ctx, "SELECT seq, hash FROM audit_anchor WHERE id = 1").Scan(&seq, &hash)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, gateway.GenesisHash, nil
-		}
-	}
-	if err != nil {
-		return 0, "", fmt.Errorf("read chain head: %w", err)
-	}
-	return seq, hash, nil
+	return errors.Join(l.insert.Close(), l.head.Close())
 }
 
 // Anchor implements gateway.AuditLog.
@@ -256,50 +363,46 @@ func (l *auditLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 	}
 }
 
-func (l *auditLog) pruneChunk(ctx context.Context, before time.Time) (n int64, err error) {
+func (l *auditLog) pruneChunk(ctx context.Context, before time.Time) (int64, error) {
 	l.connMu.Lock()
 	defer l.connMu.Unlock()
-	if err := l.open(ctx); err != nil {
+	if l.closed {
+		return 0, errors.New("database is closed")
+	}
+	tx, err := l.db.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+	if err != nil {
 		return 0, err
 	}
-	if _, err := l.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return 0, err
-	}
-	defer func() {
-		if err != nil {
-			l.conn.ExecContext(context.Background(), "ROLLBACK")
-		}
-	}()
+	defer tx.Rollback()
 	// The last row to delete: older than before, within the chunk, and
 	// never the newest row (the chain's head stays in the table).
 	var cut sql.NullInt64
-	if err := l.conn.QueryRowContext(ctx, `SELECT max(seq) FROM (SELECT seq FROM audit WHERE ts < ? AND seq < (SELECT max(seq) FROM audit) ORDER BY seq LIMIT ?)`,
+	if err := tx.QueryRowContext(ctx, `SELECT max(seq) FROM (SELECT seq FROM audit WHERE ts < ? AND seq < (SELECT max(seq) FROM audit) ORDER BY seq LIMIT ?)`,
 		before.UnixMicro(), pruneChunk).Scan(&cut); err != nil {
 		return 0, err
 	}
 	if !cut.Valid {
-		_, err := l.conn.ExecContext(ctx, "COMMIT")
-		return 0, err
+		return 0, tx.Commit()
 	}
 	var hash string
-	if err := l.conn.QueryRowContext(ctx, "SELECT hash FROM audit WHERE seq = ?", cut.Int64).Scan(&hash); err != nil {
+	if err := tx.QueryRowContext(ctx, "SELECT hash FROM audit WHERE seq = ?", cut.Int64).Scan(&hash); err != nil {
 		return 0, err
 	}
-	res, err := l.conn.ExecContext(ctx, "DELETE FROM audit WHERE seq <= ?", cut.Int64)
+	res, err := tx.ExecContext(ctx, "DELETE FROM audit WHERE seq <= ?", cut.Int64)
 	if err != nil {
 		return 0, err
 	}
-	n, _ = res.RowsAffected()
+	n, _ := res.RowsAffected()
 	mac := ""
 	if key := l.db.opts.AuditKey; len(key) > 0 {
 		mac = gateway.CheckpointMAC(key, cut.Int64, hash)
 	}
-	if _, err := l.conn.ExecContext(ctx, `INSERT INTO audit_anchor (id, seq, hash, mac, ts) VALUES (1, ?, ?, ?, ?)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_anchor (id, seq, hash, mac, ts) VALUES (1, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac, ts = excluded.ts`,
 		cut.Int64, hash, mac, time.Now().UnixMicro()); err != nil {
 		return 0, err
 	}
-	if _, err := l.conn.ExecContext(ctx, "COMMIT"); err != nil {
+	if err := tx.Commit(); err != nil {
 		return 0, err
 	}
 	return n, nil

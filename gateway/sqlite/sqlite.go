@@ -144,7 +144,7 @@ func (db *DB) pool(readOnly bool, n int) (*sql.DB, error) {
 	}
 	drv := &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
 		for _, p := range pragmas {
-			if _, err := c.Exec(p, nil); err != nil {
+			if err := execBusy(c, p, db.opts.BusyTimeout); err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
 		}
@@ -160,6 +160,22 @@ func (db *DB) pool(readOnly bool, n int) (*sql.DB, error) {
 	p.SetConnMaxIdleTime(0)
 	p.SetConnMaxLifetime(0)
 	return p, nil
+}
+
+// execBusy runs the statement p on c, retrying for up to timeout while the
+// database is busy. Switching a new file to WAL upgrades a read lock to a
+// write lock, for which SQLite does not call the busy handler: two
+// processes creating the file at once would otherwise fail.
+func execBusy(c *sqlite3.SQLiteConn, p string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := c.Exec(p, nil)
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 type connector struct {
