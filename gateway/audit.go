@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
@@ -114,7 +115,7 @@ func (r *AuditRecord) AppendCanonical(b []byte) []byte {
 		b = append(b, '"')
 		b = append(b, k...)
 		b = append(b, `":`...)
-		b = append(b, jsonrpc.Quote(v)...)
+		b = jsonrpc.AppendQuote(b, v)
 	}
 	num := func(k string, v int64) {
 		if v == 0 {
@@ -144,7 +145,7 @@ func (r *AuditRecord) AppendCanonical(b []byte) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, jsonrpc.Quote(v)...)
+			b = jsonrpc.AppendQuote(b, v)
 		}
 		b = append(b, ']')
 	}
@@ -182,12 +183,21 @@ func (r *AuditRecord) AppendCanonical(b []byte) []byte {
 	return append(b, '}')
 }
 
+var canonicalBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
 // ComputeHash returns the hash r should carry: the hex SHA-256 of its
 // canonical content.
 func (r *AuditRecord) ComputeHash() string {
-	var buf [1024]byte
-	sum := sha256.Sum256(r.AppendCanonical(buf[:0]))
-	return hex.EncodeToString(sum[:])
+	buf := canonicalBufs.Get().(*[]byte)
+	b := r.AppendCanonical((*buf)[:0])
+	sum := sha256.Sum256(b)
+	if cap(b) <= 64<<10 {
+		*buf = b
+		canonicalBufs.Put(buf)
+	}
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	return string(h[:])
 }
 
 // CheckpointMAC returns the MAC a checkpoint row with this seq and hash
@@ -210,10 +220,11 @@ type AuditFilter struct {
 	Target       string // tool, prompt or resource URI
 	Method       string
 	Decision     string
-	// AfterSeq selects rows with a greater Seq; Limit caps how many (0:
-	// no cap).
-	AfterSeq int64
-	Limit    int
+	// AfterSeq selects rows with a greater Seq, ThroughSeq (when not 0)
+	// rows with a Seq not greater; Limit caps how many (0: no cap).
+	AfterSeq   int64
+	ThroughSeq int64
+	Limit      int
 }
 
 // Contiguous reports whether the filter selects a run of consecutive rows
@@ -258,6 +269,9 @@ type AuditLog interface {
 	// stays constant however many rows there are. fn must not keep r. A
 	// non-nil error from fn stops the scan and is returned.
 	Scan(ctx context.Context, f AuditFilter, fn func(r *AuditRecord) error) error
+	// Head returns the Seq and Hash of the last row (those of the anchor
+	// when there is none).
+	Head(ctx context.Context) (seq int64, hash string, err error)
 	// Anchor returns where the chain starts: the zero AuditAnchor (Seq 0,
 	// GenesisHash) until retention first pruned rows.
 	Anchor(ctx context.Context) (AuditAnchor, error)

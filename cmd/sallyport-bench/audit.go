@@ -241,6 +241,7 @@ var errCollector = errors.New("collector: not supported")
 func (c *collector) Scan(context.Context, gateway.AuditFilter, func(*gateway.AuditRecord) error) error {
 	return errCollector
 }
+func (c *collector) Head(context.Context) (int64, string, error) { return 0, "", errCollector }
 func (c *collector) Anchor(context.Context) (gateway.AuditAnchor, error) {
 	return gateway.AuditAnchor{}, errCollector
 }

@@ -96,14 +96,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			defer tmp.Close()
 			w = tmp
 		}
-		ew, err := audit.NewWriter(w, *format)
+		rows, err := audit.Export(ctx, db.Audit(), f, w, *format)
 		if err != nil {
-			return err
-		}
-		if err := db.Audit().Scan(ctx, f, ew.Write); err != nil {
-			return fmt.Errorf("export: %w", err)
-		}
-		if err := ew.Flush(); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
 		if tmp != nil {
@@ -117,7 +111,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return fmt.Errorf("export: %w", err)
 			}
 		}
-		fmt.Fprintf(stderr, "sallyport: exported %d rows\n", ew.Rows())
+		fmt.Fprintf(stderr, "sallyport: exported %d rows\n", rows)
 		return nil
 	default: // prune
 		age, err := config.ParseDuration(*olderThan)

@@ -43,7 +43,9 @@ type Writer struct {
 }
 
 // NewWriter returns a Writer of format (FormatCSV or FormatJSONL) to w.
-func NewWriter(w io.Writer, format string) (*Writer, error) {
+func NewWriter(w io.Writer, format string) (*Writer, error) { return newWriter(w, format, true) }
+
+func newWriter(w io.Writer, format string, header bool) (*Writer, error) {
 	ew := &Writer{format: format, bw: bufio.NewWriterSize(w, 64<<10)}
 	switch format {
 	case FormatCSV:
@@ -51,6 +53,9 @@ func NewWriter(w io.Writer, format string) (*Writer, error) {
 		ew.cw = csv.NewWriter(ew.bw)
 		ew.cw.UseCRLF = true
 		ew.fields = make([]string, len(Columns))
+		if !header {
+			break
+		}
 		if err := ew.cw.Write(Columns); err != nil {
 			return nil, err
 		}

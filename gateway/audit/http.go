@@ -11,6 +11,7 @@ import (
 
 	"github.com/sallyport/sallyport/gateway"
 	"github.com/sallyport/sallyport/gateway/config"
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
 )
 
 // Groups whose principals may read the audit log over HTTP.
@@ -94,9 +95,8 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if format == "" {
 		format = FormatJSONL
 	}
-	ew, err := NewWriter(w, format)
-	if err != nil {
-		apiError(w, http.StatusBadRequest, err.Error())
+	if format != FormatCSV && format != FormatJSONL {
+		apiError(w, http.StatusBadRequest, fmt.Sprintf("unknown export format %q (want csv or jsonl)", format))
 		return
 	}
 	w.Header().Set("Content-Type", ContentType(format))
@@ -106,11 +106,16 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	err = h.Log.Scan(r.Context(), f, ew.Write)
-	if err == nil {
-		err = ew.Flush()
+	// Reading the audit log is itself on record, before anything is read.
+	rec := &gateway.AuditRecord{Time: time.Now(), Transport: "http", Principal: p.ID, TokenID: p.TokenID,
+		Direction: gateway.ClientToBackend.String(), Kind: gateway.KindRequest.String(), Method: "sallyport/audit.export",
+		Target: "/api/audit", Arguments: queryJSON(q), Decision: gateway.DecisionAllow}
+	if err := h.Log.Append(r.Context(), rec); err != nil {
+		w.Header().Del("Content-Disposition")
+		apiError(w, http.StatusServiceUnavailable, "audit log unavailable")
+		return
 	}
-	if err != nil {
+	if _, err = Export(r.Context(), h.Log, f, w, format); err != nil {
 		if h.Logger != nil && r.Context().Err() == nil {
 			h.Logger.Error("audit export failed", slog.String("principal", p.ID), slog.String("err", err.Error()))
 		}
@@ -134,4 +139,24 @@ func apiError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]string{"error": strings.TrimSpace(msg)})
+}
+
+// queryJSON renders the export's parameters as canonical JSON (keys
+// sorted), for the row that records the export.
+func queryJSON(q map[string][]string) string {
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b := []byte{'{'}
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = jsonrpc.AppendQuote(b, k)
+		b = append(b, ':')
+		b = jsonrpc.AppendQuote(b, strings.Join(q[k], ","))
+	}
+	return string(append(b, '}'))
 }

@@ -3,7 +3,10 @@ package audit
 import (
 	"context"
 	"crypto/hmac"
+	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/sallyport/sallyport/gateway"
 )
@@ -87,7 +90,7 @@ func (v *Verifier) Check(r *gateway.AuditRecord) bool {
 		case r.Seq <= v.prevSeq:
 			v.fail(r.Seq, "row %d comes after row %d: rows are out of order or duplicated (a row was inserted)", r.Seq, v.prevSeq)
 			return false
-		case r.Seq == v.prevSeq+1 && r.PrevHash != v.prevHash:
+		case r.Seq == v.prevSeq+1 && v.prevHash != "" && r.PrevHash != v.prevHash:
 			v.fail(r.Seq, "row %d does not chain onto row %d (a row was altered, inserted or replaced)", r.Seq, v.prevSeq)
 			return false
 		case r.Seq > v.prevSeq+1 && !v.AllowGaps:
@@ -129,8 +132,14 @@ func (v *Verifier) Report() Report {
 	return rep
 }
 
+// parallelMin is the size of log below which VerifyLog uses one reader.
+const parallelMin = 20000
+
 // VerifyLog verifies a whole audit log from its anchor to its last row;
-// with a key, every checkpointEvery-th row must carry a valid MAC.
+// with a key, every checkpointEvery-th row must carry a valid MAC. A large
+// log is read in consecutive Seq ranges, each on a reader and core of its
+// own, and the ranges are then stitched together: the report is the same
+// as reading it in one pass (the first row that does not fit).
 func VerifyLog(ctx context.Context, log gateway.AuditLog, key []byte, checkpointEvery int64) (Report, error) {
 	v := &Verifier{Key: key, CheckpointEvery: checkpointEvery}
 	a, err := log.Anchor(ctx)
@@ -140,15 +149,92 @@ func VerifyLog(ctx context.Context, log gateway.AuditLog, key []byte, checkpoint
 	if !v.Start(a) {
 		return v.Report(), nil
 	}
-	errStop := fmt.Errorf("stop")
-	err = log.Scan(ctx, gateway.AuditFilter{}, func(r *gateway.AuditRecord) error {
-		if !v.Check(r) {
-			return errStop
-		}
-		return nil
-	})
-	if err != nil && err != errStop {
-		return v.Report(), err
+	last, _, err := log.Head(ctx)
+	if err != nil {
+		return Report{}, err
 	}
-	return v.Report(), nil
+	parts := min(runtime.GOMAXPROCS(0), 4)
+	if last-a.Seq < parallelMin || parts < 2 {
+		parts = 1
+	}
+	type part struct {
+		v        *Verifier
+		first    *gateway.AuditRecord // its first row's Seq and PrevHash
+		lastSeq  int64
+		lastHash string
+		err      error
+	}
+	ps := make([]part, parts)
+	size := (last - a.Seq + int64(parts) - 1) / int64(parts)
+	var wg sync.WaitGroup
+	for i := range ps {
+		lo, hi := a.Seq+int64(i)*size, a.Seq+int64(i+1)*size
+		if i == parts-1 {
+			hi = 0 // through the end, rows appended meanwhile included
+		}
+		p := &ps[i]
+		p.v = &Verifier{Key: key, CheckpointEvery: checkpointEvery, started: true, prevSeq: lo}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errStop := errors.New("stop")
+			p.err = log.Scan(ctx, gateway.AuditFilter{AfterSeq: lo, ThroughSeq: hi}, func(r *gateway.AuditRecord) error {
+				if p.first == nil {
+					p.first = &gateway.AuditRecord{Seq: r.Seq, PrevHash: r.PrevHash}
+				}
+				if !p.v.Check(r) {
+					return errStop
+				}
+				p.lastSeq, p.lastHash = r.Seq, r.Hash
+				return nil
+			})
+			if errors.Is(p.err, errStop) {
+				p.err = nil
+			}
+		}()
+	}
+	wg.Wait()
+	// Stitch: each range must carry on where the one before ended. The
+	// first problem in Seq order is the one reported.
+	rep := v.Report()
+	prevSeq, prevHash := a.Seq, a.Hash
+	if prevHash == "" {
+		prevHash = gateway.GenesisHash
+	}
+	fail := func(seq int64, format string, args ...any) (Report, error) {
+		rep.Bad, rep.Problem = seq, fmt.Sprintf(format, args...)
+		return rep, nil
+	}
+	for _, p := range ps {
+		if p.err != nil {
+			return rep, p.err
+		}
+		pr := p.v.Report()
+		if f := p.first; f != nil {
+			switch {
+			case f.Seq > prevSeq+1 && f.Seq == prevSeq+2:
+				return fail(prevSeq+1, "row %d is missing (deleted)", prevSeq+1)
+			case f.Seq > prevSeq+1:
+				return fail(prevSeq+1, "rows %d to %d are missing (deleted)", prevSeq+1, f.Seq-1)
+			case pr.Bad != f.Seq && f.PrevHash != prevHash:
+				return fail(f.Seq, "row %d does not chain onto row %d (a row was altered, inserted or replaced)", f.Seq, prevSeq)
+			}
+		}
+		if pr.Rows > 0 {
+			if rep.First == 0 {
+				rep.First = pr.First
+			}
+			rep.Last = pr.Last
+			prevSeq, prevHash = p.lastSeq, p.lastHash
+		}
+		rep.Rows += pr.Rows
+		rep.Checkpoints += pr.Checkpoints
+		if pr.LastCheckpoint > 0 {
+			rep.LastCheckpoint = pr.LastCheckpoint
+		}
+		if !pr.OK() {
+			return fail(pr.Bad, "%s", pr.Problem)
+		}
+	}
+	return rep, nil
 }

@@ -69,6 +69,9 @@ func Quote(s string) json.RawMessage {
 	return appendQuote(make([]byte, 0, len(s)+2), s)
 }
 
+// AppendQuote appends s as a JSON string literal to dst, as Quote writes it.
+func AppendQuote(dst []byte, s string) []byte { return appendQuote(dst, s) }
+
 // safeASCII[c] is true for the ASCII bytes Quote copies unescaped.
 var safeASCII = func() (t [utf8.RuneSelf]bool) {
 	for c := 0x20; c < utf8.RuneSelf; c++ {
