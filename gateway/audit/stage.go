@@ -108,9 +108,13 @@ func (g gate) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Hand
 	// once its row is committed. Answers and notifications are queued for
 	// the next commit instead of waited for: what they answer is already
 	// on record, and the queue refuses them while writes are failing.
+	// (An enqueued row belongs to the log from then on: its Seq is set
+	// when it is written, by another goroutine.)
 	var err error
+	seq := int64(queued)
 	if x.Kind == gateway.KindRequest || x.Kind == gateway.KindServerRequest {
 		err = a.log.Append(ctx, r)
+		seq = r.Seq
 	} else {
 		err = a.log.Enqueue(r)
 	}
@@ -118,10 +122,7 @@ func (g gate) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Hand
 		a.logger.Error("audit write failed; message refused", slog.String("method", x.Method), slog.String("err", err.Error()))
 		return &gateway.Error{Code: gateway.CodeAuditUnavailable, Message: "audit log unavailable: the message was not forwarded", Err: err}
 	}
-	x.AuditSeq = r.Seq
-	if x.AuditSeq == 0 {
-		x.AuditSeq = queued
-	}
+	x.AuditSeq = seq
 	return next.Handle(ctx, x)
 }
 
