@@ -97,7 +97,7 @@ func (w *Writer) Write(r *gateway.AuditRecord) error {
 		b = append(b, `,"`...)
 		b = append(b, k...)
 		b = append(b, `":`...)
-		b = append(b, jsonrpc.Quote(v)...)
+		b = jsonrpc.AppendQuote(b, v)
 	}
 	num := func(k string, v int64) {
 		b = append(b, `,"`...)

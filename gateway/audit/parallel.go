@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 
 	"github.com/sallyport/sallyport/gateway"
 )
@@ -13,6 +14,9 @@ import (
 // exportRange is how many Seq numbers one export job covers: its encoded
 // rows (a few MiB at most) are what a job holds in memory.
 const exportRange = 4096
+
+// buffers recycles the ranges' encoding buffers.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Export writes the rows f selects to w in format (FormatCSV with its
 // header, or FormatJSONL), in Seq order, and returns how many it wrote.
@@ -85,7 +89,8 @@ func Export(ctx context.Context, log gateway.AuditLog, f gateway.AuditFilter, w 
 	for range workers {
 		go func() {
 			for j := range jobs {
-				buf := new(bytes.Buffer)
+				buf := buffers.Get().(*bytes.Buffer)
+				buf.Reset()
 				rw, err := newWriter(buf, format, false)
 				if err != nil {
 					j.out <- result{err: err}
@@ -109,7 +114,9 @@ func Export(ctx context.Context, log gateway.AuditLog, f gateway.AuditFilter, w 
 		if r.err != nil {
 			return total, fmt.Errorf("export: %w", r.err)
 		}
-		if _, err := w.Write(r.buf.Bytes()); err != nil {
+		_, err := w.Write(r.buf.Bytes())
+		buffers.Put(r.buf)
+		if err != nil {
 			return total, fmt.Errorf("export: %w", err)
 		}
 		total += r.rows
