@@ -38,6 +38,8 @@ type auditLog struct {
 	mu      sync.Mutex // guards queue and leading
 	queue   []*pending
 	leading bool
+	armed   bool         // timer is set to flush enqueued rows
+	timer   *time.Timer  // flushQueued
 	failed  atomic.Bool  // the last commit failed
 	lost    atomic.Int64 // enqueued rows dropped, see retain
 
@@ -103,12 +105,36 @@ func (l *auditLog) Enqueue(recs ...*gateway.AuditRecord) error {
 	p := &pending{recs: recs, async: true, done: make(chan struct{})}
 	l.mu.Lock()
 	l.queue = append(l.queue, p)
-	if !l.leading {
-		l.leading = true
-		go l.lead()
+	if !l.leading && !l.armed {
+		// Not written at once: the next request's commit takes it along
+		// (one transaction instead of two), or, if none comes, the
+		// timer's within flushDelay.
+		l.armed = true
+		if l.timer == nil {
+			l.timer = time.AfterFunc(flushDelay, l.flushQueued)
+		} else {
+			l.timer.Reset(flushDelay)
+		}
 	}
 	l.mu.Unlock()
 	return nil
+}
+
+// flushDelay is the longest an enqueued row waits for a commit to ride
+// along with.
+const flushDelay = 5 * time.Millisecond
+
+// flushQueued commits what is queued, unless a leader is at it already.
+func (l *auditLog) flushQueued() {
+	l.mu.Lock()
+	l.armed = false
+	if l.leading || len(l.queue) == 0 {
+		l.mu.Unlock()
+		return
+	}
+	l.leading = true
+	l.mu.Unlock()
+	l.lead()
 }
 
 // Flush implements gateway.AuditLog.
@@ -317,6 +343,11 @@ const headSQL = `SELECT
 
 func (l *auditLog) close() error {
 	l.Flush(context.Background()) // a last try for what is queued
+	l.mu.Lock()
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.mu.Unlock()
 	l.connMu.Lock()
 	defer l.connMu.Unlock()
 	l.closed = true

@@ -682,12 +682,12 @@ func TestAppendWhenTheFileIsGone(t *testing.T) {
 		break_  func(t *testing.T, path string)
 		mention string
 	}{
-		{name: "removed", mention: "no such file", break_: func(t *testing.T, path string) {
+		{name: "removed", mention: "was removed or replaced", break_: func(t *testing.T, path string) {
 			if err := os.Remove(path); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{name: "replaced by another file", mention: "was replaced", break_: func(t *testing.T, path string) {
+		{name: "replaced by another file", mention: "was removed or replaced", break_: func(t *testing.T, path string) {
 			other := filepath.Join(filepath.Dir(path), "other.db")
 			if err := os.WriteFile(other, nil, 0o600); err != nil {
 				t.Fatal(err)

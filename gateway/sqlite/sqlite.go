@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -65,7 +66,7 @@ type DB struct {
 	w    *sql.DB // one connection: every write
 	r    *sql.DB // query-only pool
 
-	file os.FileInfo // the file as opened, to notice it being removed or replaced
+	fd *os.File // the file as opened, held to notice it being removed or replaced
 
 	audit *auditLog
 	once  sync.Once
@@ -112,7 +113,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 			db.Close()
 			return nil, err
 		}
-		if db.file, err = os.Stat(path); err != nil {
+		if db.fd, err = os.Open(path); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("open database: %w", err)
 		}
@@ -213,18 +214,25 @@ func (db *DB) Close() error {
 			errs = append(errs, p.Close())
 		}
 	}
+	// Last: closing a descriptor of the file drops every POSIX lock the
+	// process holds on it, SQLite's included.
+	if db.fd != nil {
+		errs = append(errs, db.fd.Close())
+	}
 	return errors.Join(errs...)
 }
 
 // checkFile reports an error when the database file was removed or
 // replaced since Open: writes would then go to a file nobody will read.
 func (db *DB) checkFile() error {
-	fi, err := os.Stat(db.path)
+	// fstat of a descriptor held open is far cheaper than a stat of the
+	// path: a file removed, or replaced by a rename over it, has no links.
+	fi, err := db.fd.Stat()
 	if err != nil {
 		return fmt.Errorf("database file: %w", err)
 	}
-	if !os.SameFile(fi, db.file) {
-		return fmt.Errorf("database file %s was replaced", db.path)
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+		return fmt.Errorf("database file %s was removed or replaced", db.path)
 	}
 	return nil
 }
