@@ -26,8 +26,9 @@ import (
 )
 
 // Path names, as --paths takes them. Sallyport always writes its audit
-// log (there is no switch to turn it off): pathSallyport runs it with the
-// default audit.synchronous, full, and pathSallyportNormal with normal.
+// log (there is no switch to turn it off): pathSallyport runs it with
+// audit.synchronous full (an fsync per commit), pathSallyportNormal with
+// normal, the default.
 const (
 	pathDirect          = "direct"
 	pathSallyport       = "sallyport"
