@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
 )
@@ -92,6 +94,27 @@ type AuditRecord struct {
 	// MAC is, on checkpoint rows, the hex HMAC-SHA256 of Hash under the
 	// audit key (see CheckpointMAC); empty elsewhere.
 	MAC string
+}
+
+// Sanitize replaces invalid UTF-8 in r's text fields with U+FFFD, so that
+// what is hashed, stored, exported and read back is the same text. Most
+// text comes through the strict codec and is valid already; error texts
+// of transports (an HTTP status line) need not be.
+func (r *AuditRecord) Sanitize() {
+	for _, p := range []*string{&r.Session, &r.Transport, &r.ProtocolVersion, &r.ClientName, &r.ClientVersion,
+		&r.Principal, &r.TokenID, &r.Direction, &r.Kind, &r.Method, &r.MessageID, &r.Backend, &r.Target,
+		&r.Arguments, &r.Decision, &r.PolicyVersion, &r.Outcome, &r.Error} {
+		if !utf8.ValidString(*p) {
+			*p = strings.ToValidUTF8(*p, "\uFFFD")
+		}
+	}
+	for _, list := range [][]string{r.Reasons, r.Rules} {
+		for i, v := range list {
+			if !utf8.ValidString(v) {
+				list[i] = strings.ToValidUTF8(v, "\uFFFD")
+			}
+		}
+	}
 }
 
 // AuditTimeLayout is how audit times are written: UTC, microseconds.
@@ -206,6 +229,18 @@ func (r *AuditRecord) ComputeHash() string {
 func CheckpointMAC(key []byte, seq int64, hash string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("sallyport-audit-checkpoint\n"))
+	m.Write(strconv.AppendInt(nil, seq, 10))
+	m.Write([]byte("\n"))
+	m.Write([]byte(hash))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// AnchorMAC returns the MAC of a retention anchor (the Seq and Hash of the
+// last pruned row) under key. Its domain differs from CheckpointMAC's, so a
+// checkpoint row's MAC can never pass for an anchor's.
+func AnchorMAC(key []byte, seq int64, hash string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("sallyport-audit-anchor\n"))
 	m.Write(strconv.AppendInt(nil, seq, 10))
 	m.Write([]byte("\n"))
 	m.Write([]byte(hash))

@@ -28,8 +28,8 @@ var (
 // TokenStore keeps client bearer tokens. Several processes may share one
 // (`sallyport tokens create` while `serve` runs).
 type TokenStore interface {
-	// InsertToken stores a new token; ErrTokenExists when its id or hash is
-	// taken.
+	// InsertToken stores a new token (revoked from the start when
+	// rec.Revoked is set); ErrTokenExists when its id or hash is taken.
 	InsertToken(ctx context.Context, rec TokenRecord) error
 	// RevokeToken marks the token revoked at the given time, unless it
 	// already is; ErrTokenNotFound for an unknown id.

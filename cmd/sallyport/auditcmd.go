@@ -27,10 +27,12 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dbPath := fs.String("db", "", dbFlagHelp)
 	var file, keyEnv, format, out, olderThan *string
 	var every *int64
+	var filtered *bool
 	filter := map[string]*string{}
 	switch sub {
 	case "verify":
 		file = fs.String("file", "", "verify an export (CSV or JSONL) instead of the database")
+		filtered = fs.Bool("filtered", false, "with --file: the export was filtered, so gaps in seq are expected (the chain is checked across consecutive rows only)")
 		keyEnv = fs.String("key-env", "", "environment variable holding the audit key (default: the config's audit.key)")
 		every = fs.Int64("checkpoint-every", 0, "rows between checkpoint MACs (default: the config's audit.checkpoint_every)")
 	case "export":
@@ -70,7 +72,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *every > 0 {
 			n = *every
 		}
-		return auditVerify(ctx, cfg, *dbPath, *file, key, n, stdout)
+		return auditVerify(ctx, cfg, *dbPath, *file, *filtered, key, n, stdout)
 	case "export":
 		if *format != audit.FormatCSV && *format != audit.FormatJSONL {
 			return fmt.Errorf("%w: audit export needs --format csv or --format jsonl", errUsage)
@@ -141,7 +143,7 @@ func loadAuditConfig(path string) (*config.Config, error) {
 	return config.Default(), nil
 }
 
-func auditVerify(ctx context.Context, cfg *config.Config, dbPath, file string, key []byte, every int64, stdout io.Writer) error {
+func auditVerify(ctx context.Context, cfg *config.Config, dbPath, file string, filtered bool, key []byte, every int64, stdout io.Writer) error {
 	var rep audit.Report
 	var source string
 	if file != "" {
@@ -151,7 +153,7 @@ func auditVerify(ctx context.Context, cfg *config.Config, dbPath, file string, k
 		}
 		defer f.Close()
 		source = file
-		v := &audit.Verifier{Key: key, CheckpointEvery: every, AllowGaps: true}
+		v := &audit.Verifier{Key: key, CheckpointEvery: every, AllowGaps: filtered}
 		errStop := errors.New("stop")
 		err = audit.ReadExport(f, func(r *gateway.AuditRecord) error {
 			if !v.Check(r) {

@@ -268,6 +268,9 @@ func readJSONL(br *bufio.Reader, fn func(*gateway.AuditRecord) error) error {
 			text = long
 		}
 		if len(strings.TrimSpace(string(text))) > 0 {
+			if kerr := checkKeys(text); kerr != nil {
+				return fmt.Errorf("line %d: %w", line, kerr)
+			}
 			var j jsonRow
 			if derr := json.Unmarshal(text, &j); derr != nil {
 				return fmt.Errorf("line %d: %w", line, derr)
@@ -294,6 +297,38 @@ func readJSONL(br *bufio.Reader, fn func(*gateway.AuditRecord) error) error {
 			return err
 		}
 	}
+}
+
+// columnSet holds Columns, for checkKeys.
+var columnSet = func() map[string]bool {
+	m := make(map[string]bool, len(Columns))
+	for _, c := range Columns {
+		m[c] = true
+	}
+	return m
+}()
+
+// checkKeys refuses a JSONL line that encoding/json would read leniently:
+// a key that is not a column exactly as written (it matches keys case
+// insensitively), or a key given twice (the last would win), so that what
+// a person reads in the line is what was verified.
+func checkKeys(line []byte) error {
+	seen := make(map[string]bool, len(Columns))
+	var bad error
+	err := jsonrpc.EachMember(json.RawMessage(line), func(k string, _ json.RawMessage) bool {
+		switch {
+		case !columnSet[k]:
+			bad = fmt.Errorf("unknown key %q", k)
+		case seen[k]:
+			bad = fmt.Errorf("key %q given twice", k)
+		}
+		seen[k] = true
+		return bad == nil
+	})
+	if err != nil {
+		return err
+	}
+	return bad
 }
 
 func readCSV(br *bufio.Reader, fn func(*gateway.AuditRecord) error) error {

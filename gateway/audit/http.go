@@ -80,9 +80,13 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	for k := range q {
+	for k, vs := range q {
 		if k != "format" && !slices.Contains(FilterParams, k) {
 			apiError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q", k))
+			return
+		}
+		if len(vs) > 1 {
+			apiError(w, http.StatusBadRequest, fmt.Sprintf("parameter %q given more than once", k))
 			return
 		}
 	}

@@ -104,15 +104,17 @@ func (g gate) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Hand
 			r.Outcome, r.ErrorCode, r.Error = gateway.OutcomeError, int64(e.Code), clip(e.Message)
 		}
 	}
-	// A request (or a backend's request to the client) is passed on only
-	// once its row is committed. Answers and notifications are queued for
-	// the next commit instead of waited for: what they answer is already
-	// on record, and the queue refuses them while writes are failing.
+	// Everything toward a backend (requests, the client's answers to a
+	// backend's requests, its notifications), and a backend's requests to
+	// the client, is passed on only once its row is committed. A backend's
+	// answers and notifications to the client are queued for the next
+	// commit instead of waited for: what they answer is already on record,
+	// and the queue refuses them while writes are failing.
 	// (An enqueued row belongs to the log from then on: its Seq is set
 	// when it is written, by another goroutine.)
 	var err error
 	seq := int64(queued)
-	if x.Kind == gateway.KindRequest || x.Kind == gateway.KindServerRequest {
+	if x.Direction == gateway.ClientToBackend || x.Kind == gateway.KindServerRequest {
 		err = a.log.Append(ctx, r)
 		seq = r.Seq
 	} else {

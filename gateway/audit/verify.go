@@ -61,7 +61,7 @@ func (v *Verifier) Start(a gateway.AuditAnchor) bool {
 	if v.prevHash == "" {
 		v.prevHash = gateway.GenesisHash
 	}
-	if len(v.Key) > 0 && a.Seq > 0 && !hmac.Equal([]byte(a.MAC), []byte(gateway.CheckpointMAC(v.Key, a.Seq, a.Hash))) {
+	if len(v.Key) > 0 && a.Seq > 0 && !hmac.Equal([]byte(a.MAC), []byte(gateway.AnchorMAC(v.Key, a.Seq, a.Hash))) {
 		v.fail(a.Seq, "the anchor left by retention pruning does not carry a valid MAC (it was altered, or another key made it)")
 		return false
 	}
@@ -141,10 +141,41 @@ const parallelMin = 20000
 // own, and the ranges are then stitched together: the report is the same
 // as reading it in one pass (the first row that does not fit).
 func VerifyLog(ctx context.Context, log gateway.AuditLog, key []byte, checkpointEvery int64) (Report, error) {
+	// Retention may prune the start while the log is read: a verdict given
+	// while the anchor moved is not one, so read again.
+	for try := 0; ; try++ {
+		a, err := log.Anchor(ctx)
+		if err != nil {
+			return Report{}, err
+		}
+		rep, err := verifyFrom(ctx, log, a, key, checkpointEvery)
+		if err != nil || rep.OK() || try == 2 {
+			return rep, err
+		}
+		if b, err := log.Anchor(ctx); err != nil || b == a {
+			return rep, err
+		}
+	}
+}
+
+func verifyFrom(ctx context.Context, log gateway.AuditLog, a gateway.AuditAnchor, key []byte, checkpointEvery int64) (Report, error) {
 	v := &Verifier{Key: key, CheckpointEvery: checkpointEvery}
-	a, err := log.Anchor(ctx)
-	if err != nil {
-		return Report{}, err
+	if a.Seq > 0 {
+		// Rows at or before the anchor were pruned; one that is there was
+		// put back, or the anchor was moved past rows to hide them.
+		var early int64
+		errStop := errors.New("stop")
+		err := log.Scan(ctx, gateway.AuditFilter{ThroughSeq: a.Seq, Limit: 1}, func(r *gateway.AuditRecord) error {
+			early = r.Seq
+			return errStop
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return Report{}, err
+		}
+		if early > 0 {
+			v.fail(early, "row %d is at or before the retention anchor (row %d): the anchor was moved, or the row put back", early, a.Seq)
+			return v.Report(), nil
+		}
 	}
 	if !v.Start(a) {
 		return v.Report(), nil

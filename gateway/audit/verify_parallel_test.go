@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/sallyport/sallyport/gateway"
@@ -142,5 +143,65 @@ func TestExportInParallel(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestVerifyLogAnchorAttacks: moving the retention anchor past rows, or
+// planting one made from a checkpoint row's MAC, does not verify.
+func TestVerifyLogAnchorAttacks(t *testing.T) {
+	t.Run("an anchor moved past rows that are still there fails at the first of them", func(t *testing.T) {
+		db, path := openDB(t, sqlite.Options{})
+		appendAll(t, db.Audit(), synthetic(50), 50)
+		exec(t, rawDB(t, path), "INSERT INTO audit_anchor (id, seq, hash, mac, ts) VALUES (1, 20, ?, '', 0)", gateway.GenesisHash)
+		rep, err := audit.VerifyLog(context.Background(), db.Audit(), nil, 0)
+		if err != nil || rep.OK() || rep.Bad != 1 {
+			t.Fatalf("report %+v, %v; want a failure at row 1", rep, err)
+		}
+	})
+	t.Run("rows deleted up to a checkpoint and an anchor made of its MAC fail with the key", func(t *testing.T) {
+		db, path := openDB(t, sqlite.Options{AuditKey: testKey, CheckpointEvery: 10})
+		appendAll(t, db.Audit(), synthetic(50), 50)
+		raw := rawDB(t, path)
+		var hash, mac string
+		if err := raw.QueryRow("SELECT hash, mac FROM audit WHERE seq = 20").Scan(&hash, &mac); err != nil {
+			t.Fatal(err)
+		}
+		exec(t, raw, "DELETE FROM audit WHERE seq <= 20")
+		exec(t, raw, "INSERT INTO audit_anchor (id, seq, hash, mac, ts) VALUES (1, 20, ?, ?, 0)", hash, mac)
+		rep, err := audit.VerifyLog(context.Background(), db.Audit(), testKey, 10)
+		if err != nil || rep.OK() || !strings.Contains(rep.Problem, "anchor") {
+			t.Fatalf("report %+v, %v; want the anchor refused", rep, err)
+		}
+	})
+}
+
+// TestReadExportRefusesLenientJSONL: a line with a key in another case, a
+// key given twice or an unknown key is refused rather than read the way
+// encoding/json would (case-insensitively, last one wins).
+func TestReadExportRefusesLenientJSONL(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := audit.NewWriter(&buf, audit.FormatJSONL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := synthetic(1)[0]
+	r.Seq, r.PrevHash = 1, gateway.GenesisHash
+	r.Hash = r.ComputeHash()
+	if err := w.Write(r); err != nil || w.Flush() != nil {
+		t.Fatal(err)
+	}
+	line := strings.TrimSuffix(buf.String(), "\n")
+	for name, bad := range map[string]string{
+		"a key in another case": strings.Replace(line, `{"seq":1,`, `{"seq":1,"Principal":"mallory",`, 1),
+		"a key given twice":     strings.Replace(line, `{"seq":1,`, `{"seq":1,"principal":"mallory",`, 1),
+		"an unknown key":        strings.Replace(line, `{"seq":1,`, `{"seq":1,"note":"x",`, 1),
+	} {
+		err := audit.ReadExport(strings.NewReader(bad+"\n"), func(*gateway.AuditRecord) error { return nil })
+		if err == nil {
+			t.Errorf("%s: ReadExport accepted %s", name, bad)
+		}
+	}
+	if err := audit.ReadExport(strings.NewReader(line+"\n"), func(*gateway.AuditRecord) error { return nil }); err != nil {
+		t.Errorf("the untouched line: %v", err)
 	}
 }

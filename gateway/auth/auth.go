@@ -158,11 +158,7 @@ func (s *Store) Import(rec Record) (added bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("import token %s: %w", rec.ID, err)
 	}
-	if rec.Revoked != nil {
-		if err := s.ts.RevokeToken(ctx, rec.ID, *rec.Revoked); err != nil {
-			return true, fmt.Errorf("import token %s: %w", rec.ID, err)
-		}
-	}
+	// A revoked record was stored revoked, in the same statement.
 	s.refresh()
 	return true, nil
 }

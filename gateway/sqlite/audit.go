@@ -15,7 +15,8 @@ import (
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
 )
 
-// maxBatch caps the rows one group commit writes.
+// maxBatch caps the queue entries (Append or Enqueue calls) one group
+// commit writes.
 const maxBatch = 512
 
 // Audit returns the database's audit log.
@@ -40,6 +41,8 @@ type auditLog struct {
 	leading bool
 	armed   bool         // timer is set to flush enqueued rows
 	timer   *time.Timer  // flushQueued
+	queued  int          // rows of the async entries in queue
+	shut    bool         // Close was called: refuse writes
 	failed  atomic.Bool  // the last commit failed
 	lost    atomic.Int64 // enqueued rows dropped, see retain
 
@@ -62,6 +65,9 @@ const insertSQL = `INSERT INTO audit (seq, ts, session, transport, protocol_vers
 	rules, policy_version, outcome, error_code, error, latency_us, bytes, skipped, prev_hash, hash, mac)
 	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 
+// errClosed refuses writes after Close.
+var errClosed = fmt.Errorf("%w: database is closed", gateway.ErrAuditUnavailable)
+
 // Append implements gateway.AuditLog.
 func (l *auditLog) Append(ctx context.Context, recs ...*gateway.AuditRecord) error {
 	if len(recs) == 0 {
@@ -70,13 +76,22 @@ func (l *auditLog) Append(ctx context.Context, recs ...*gateway.AuditRecord) err
 	if l.db.w == nil {
 		return fmt.Errorf("%w: database is open read-only", gateway.ErrAuditUnavailable)
 	}
-	p := &pending{recs: recs, done: make(chan struct{}), lead: make(chan struct{}, 1)}
+	return l.wait(&pending{recs: recs, done: make(chan struct{}), lead: make(chan struct{}, 1)})
+}
+
+// wait queues p, which a caller waits for, leads when it is its turn, and
+// returns p's outcome.
+func (l *auditLog) wait(p *pending) error {
 	l.mu.Lock()
+	if l.shut {
+		l.mu.Unlock()
+		return errClosed
+	}
 	l.queue = append(l.queue, p)
 	if !l.leading {
 		l.leading = true
 		l.mu.Unlock()
-		l.lead()
+		l.lead(p)
 	} else {
 		l.mu.Unlock()
 	}
@@ -85,7 +100,7 @@ func (l *auditLog) Append(ctx context.Context, recs ...*gateway.AuditRecord) err
 		case <-p.done:
 			return p.err
 		case <-p.lead:
-			l.lead()
+			l.lead(p)
 		}
 	}
 }
@@ -98,13 +113,19 @@ func (l *auditLog) Enqueue(recs ...*gateway.AuditRecord) error {
 	if l.db.w == nil {
 		return fmt.Errorf("%w: database is open read-only", gateway.ErrAuditUnavailable)
 	}
-	if l.failed.Load() {
-		// Writes are failing: find out now, and refuse if they still do.
+	l.mu.Lock()
+	switch {
+	case l.shut:
+		l.mu.Unlock()
+		return errClosed
+	case l.failed.Load() || l.queued+len(recs) > maxQueued:
+		// Writes are failing (find out now, and refuse if they still do),
+		// or too much waits already: this caller waits too.
+		l.mu.Unlock()
 		return l.Append(context.Background(), recs...)
 	}
-	p := &pending{recs: recs, async: true, done: make(chan struct{})}
-	l.mu.Lock()
-	l.queue = append(l.queue, p)
+	l.queue = append(l.queue, &pending{recs: recs, async: true, done: make(chan struct{})})
+	l.queued += len(recs)
 	if !l.leading && !l.armed {
 		// Not written at once: the next request's commit takes it along
 		// (one transaction instead of two), or, if none comes, the
@@ -124,17 +145,21 @@ func (l *auditLog) Enqueue(recs ...*gateway.AuditRecord) error {
 // along with.
 const flushDelay = 5 * time.Millisecond
 
+// maxQueued bounds the enqueued rows waiting for a commit; past it,
+// Enqueue waits as Append does.
+const maxQueued = 10000
+
 // flushQueued commits what is queued, unless a leader is at it already.
 func (l *auditLog) flushQueued() {
 	l.mu.Lock()
 	l.armed = false
-	if l.leading || len(l.queue) == 0 {
+	if l.leading || len(l.queue) == 0 || l.shut {
 		l.mu.Unlock()
 		return
 	}
 	l.leading = true
 	l.mu.Unlock()
-	l.lead()
+	l.lead(nil)
 }
 
 // Flush implements gateway.AuditLog.
@@ -145,37 +170,21 @@ func (l *auditLog) Flush(ctx context.Context) error {
 	l.mu.Lock()
 	idle := !l.leading && len(l.queue) == 0
 	l.mu.Unlock()
-	if !idle {
-		// An empty entry behind the queued rows: written when they are.
-		p := &pending{done: make(chan struct{}), lead: make(chan struct{}, 1)}
-		l.mu.Lock()
-		l.queue = append(l.queue, p)
-		if !l.leading {
-			l.leading = true
-			l.mu.Unlock()
-			l.lead()
-		} else {
-			l.mu.Unlock()
+	if idle {
+		if l.failed.Load() {
+			return fmt.Errorf("%w: the last write failed", gateway.ErrAuditUnavailable)
 		}
-	wait:
-		for {
-			select {
-			case <-p.done:
-				break wait
-			case <-p.lead:
-				l.lead()
-			}
-		}
+		return nil
 	}
-	if l.failed.Load() {
-		return fmt.Errorf("%w: the last write failed", gateway.ErrAuditUnavailable)
-	}
-	return nil
+	// An empty entry behind the queued rows: written when they are.
+	return l.wait(&pending{done: make(chan struct{}), lead: make(chan struct{}, 1)})
 }
 
 // lead commits batches from the head of the queue until it is empty or a
-// waiting caller takes the lead over.
-func (l *auditLog) lead() {
+// waiting caller takes the lead over. self is the caller's own entry (nil
+// for the timer): once that is written and only enqueued rows remain, a
+// caller hands them to a goroutine instead of going on leading for others.
+func (l *auditLog) lead(self *pending) {
 	for {
 		l.mu.Lock()
 		batch := l.queue
@@ -183,6 +192,11 @@ func (l *auditLog) lead() {
 			batch = batch[:maxBatch:maxBatch]
 		}
 		l.queue = l.queue[len(batch):]
+		for _, q := range batch {
+			if q.async {
+				l.queued -= len(q.recs)
+			}
+		}
 		l.mu.Unlock()
 
 		err := l.commit(batch)
@@ -199,7 +213,11 @@ func (l *auditLog) lead() {
 
 		l.mu.Lock()
 		if len(retry) > 0 {
-			l.queue = append(l.retain(retry), l.queue...)
+			retry = l.retain(retry)
+			for _, q := range retry {
+				l.queued += len(q.recs)
+			}
+			l.queue = append(retry, l.queue...)
 		}
 		if len(l.queue) == 0 {
 			l.leading = false
@@ -221,7 +239,22 @@ func (l *auditLog) lead() {
 			l.mu.Unlock()
 			return
 		}
+		if self != nil && isDone(self) {
+			// The caller's own row is written: a goroutine carries on.
+			l.mu.Unlock()
+			go l.lead(nil)
+			return
+		}
 		l.mu.Unlock() // only enqueued rows wait: go on
+	}
+}
+
+func isDone(p *pending) bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -231,12 +264,7 @@ const maxRetained = 10000
 // retain returns the enqueued entries to keep for another try, dropping
 // (and counting) the newest beyond maxRetained rows. l.mu is held.
 func (l *auditLog) retain(ps []*pending) []*pending {
-	n := 0
-	for _, q := range l.queue {
-		if q.async {
-			n += len(q.recs)
-		}
-	}
+	n := l.queued
 	for i, q := range ps {
 		if n += len(q.recs); n > maxRetained {
 			for _, d := range ps[i:] {
@@ -291,6 +319,7 @@ func (l *auditLog) commit(batch []*pending) (err error) {
 	for _, p := range batch {
 		for _, r := range p.recs {
 			seq++
+			r.Sanitize()
 			r.Seq, r.PrevHash = seq, hash
 			r.Hash = r.ComputeHash()
 			r.MAC = ""
@@ -342,19 +371,28 @@ const headSQL = `SELECT
 	coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), (SELECT hash FROM audit_anchor WHERE id = 1), '` + gateway.GenesisHash + `')`
 
 func (l *auditLog) close() error {
-	l.Flush(context.Background()) // a last try for what is queued
+	ferr := l.Flush(context.Background()) // a last try for what is queued
 	l.mu.Lock()
+	l.shut = true
 	if l.timer != nil {
 		l.timer.Stop()
 	}
+	left := l.queued
 	l.mu.Unlock()
 	l.connMu.Lock()
 	defer l.connMu.Unlock()
 	l.closed = true
-	if l.insert == nil {
-		return nil
+	var errs []error
+	if ferr != nil {
+		errs = append(errs, ferr)
 	}
-	return errors.Join(l.insert.Close(), l.head.Close())
+	if lost := l.lost.Load() + int64(left); lost > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d queued rows were never written", gateway.ErrAuditUnavailable, lost))
+	}
+	if l.insert != nil {
+		errs = append(errs, l.insert.Close(), l.head.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Head implements gateway.AuditLog.
@@ -436,7 +474,7 @@ func (l *auditLog) pruneChunk(ctx context.Context, before time.Time) (int64, err
 	n, _ := res.RowsAffected()
 	mac := ""
 	if key := l.db.opts.AuditKey; len(key) > 0 {
-		mac = gateway.CheckpointMAC(key, cut.Int64, hash)
+		mac = gateway.AnchorMAC(key, cut.Int64, hash)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_anchor (id, seq, hash, mac, ts) VALUES (1, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac, ts = excluded.ts`,

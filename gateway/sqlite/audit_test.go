@@ -575,8 +575,8 @@ func TestPrune(t *testing.T) {
 func checkMAC(t *testing.T, a gateway.AuditAnchor, keyed bool, key []byte) {
 	t.Helper()
 	switch {
-	case keyed && a.MAC != gateway.CheckpointMAC(key, a.Seq, a.Hash):
-		t.Errorf("anchor MAC %q, want %s", a.MAC, gateway.CheckpointMAC(key, a.Seq, a.Hash))
+	case keyed && a.MAC != gateway.AnchorMAC(key, a.Seq, a.Hash):
+		t.Errorf("anchor MAC %q, want %s", a.MAC, gateway.AnchorMAC(key, a.Seq, a.Hash))
 	case !keyed && a.MAC != "":
 		t.Errorf("anchor MAC %q without a key", a.MAC)
 	}

@@ -151,7 +151,9 @@ func (db *DB) pool(readOnly bool, n int) (*sql.DB, error) {
 		}
 		return nil
 	}}
-	dsn := "file:" + db.path + "?_txlock=immediate"
+	// A file: URI: SQLite decodes %XX escapes in it, so a % of the path
+	// must be one.
+	dsn := "file:" + strings.ReplaceAll(db.path, "%", "%25") + "?_txlock=immediate"
 	if readOnly {
 		dsn += "&mode=ro"
 	}

@@ -23,8 +23,12 @@ func (s tokenStore) InsertToken(ctx context.Context, rec gateway.TokenRecord) er
 		return errors.New("insert token: database is open read-only")
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "INSERT INTO tokens (id, principal, groups, hash, created) VALUES (?, ?, ?, ?, ?)",
-			rec.ID, rec.Principal, encodeList(rec.Groups), rec.Hash, rec.Created.Unix())
+		var revoked any // NULL while valid
+		if rec.Revoked != nil {
+			revoked = rec.Revoked.Unix()
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO tokens (id, principal, groups, hash, created, revoked) VALUES (?, ?, ?, ?, ?, ?)",
+			rec.ID, rec.Principal, encodeList(rec.Groups), rec.Hash, rec.Created.Unix(), revoked)
 		var se sqlite3.Error
 		if errors.As(err, &se) && se.Code == sqlite3.ErrConstraint {
 			return gateway.ErrTokenExists

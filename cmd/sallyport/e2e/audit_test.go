@@ -699,8 +699,12 @@ func TestAuditVerifyFindsTampering(t *testing.T) {
 		filtered := filepath.Join(dir, "filtered.csv")
 		mustSallyport(t, "audit", "export", "-c", g.cfgPath, "--format", "csv", "--out", filtered,
 			"--principal", "alice", "--backend", "demo", "--tool", "lookup_customer", "--method", "tools/call")
-		if report := verifyOK(t, "-c", g.cfgPath, "--file", filtered); !strings.Contains(report, "gaps") {
+		if report := verifyOK(t, "-c", g.cfgPath, "--file", filtered, "--filtered"); !strings.Contains(report, "gaps") {
 			t.Errorf("verify of a filtered export does not mention its gaps:\n%s", report)
+		}
+		// Without --filtered, a gap is a deleted row.
+		if code, out, _ := runSallyport(t, nil, "audit", "verify", "-c", g.cfgPath, "--file", filtered); code != 1 || !strings.Contains(out, "missing") {
+			t.Errorf("verify of a filtered export without --filtered: exit %d\n%s\nwant 1, naming missing rows", code, out)
 		}
 		sel := exportRows(t, "-c", g.cfgPath, "--principal", "alice", "--tool", "lookup_customer", "--method", "tools/call")
 		if len(sel) != 8 {
