@@ -831,3 +831,86 @@ func BenchmarkScan(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)*n/b.Elapsed().Seconds(), "rows/s")
 }
+
+// TestInvalidUTF8IsStoredValid: a text that is not valid UTF-8 (an HTTP
+// status line can be anything) is stored with U+FFFD instead, so the log
+// still reads back and verifies.
+func TestInvalidUTF8IsStoredValid(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, dbPath(t), Options{})
+	recs := records(1, 2)
+	recs[0].Error = "500 Bad \xff gateway"
+	recs[1].Reasons = []string{"x\xfe"}
+	if err := db.Audit().Append(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	var got []gateway.AuditRecord
+	err := db.Audit().Scan(ctx, gateway.AuditFilter{}, func(r *gateway.AuditRecord) error {
+		c := *r
+		c.Reasons = append([]string(nil), r.Reasons...)
+		got = append(got, c)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the log does not read back: %v", err)
+	}
+	if len(got) != 2 || got[0].Error != "500 Bad \uFFFD gateway" || got[1].Reasons[0] != "x\uFFFD" {
+		t.Fatalf("rows read back as %q, %q", got[0].Error, got[1].Reasons)
+	}
+	for _, r := range got {
+		if r.Hash != r.ComputeHash() {
+			t.Errorf("row %d does not match its hash", r.Seq)
+		}
+	}
+}
+
+// TestAppendReturnsUnderEnqueueLoad: while others enqueue rows as fast as
+// they can, a caller of Append gets its answer once its own row is written
+// instead of leading commits for the others' rows for as long as they
+// come (a liveness check: the bound is a hang detector, not a speed goal).
+func TestAppendReturnsUnderEnqueueLoad(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, dbPath(t), Options{})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := db.Audit().Enqueue(records(1, 1)...); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan error, 1)
+	go func() {
+		for range 20 {
+			if err := db.Audit().Append(ctx, records(1, 1)...); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Append did not return while rows were being enqueued")
+	}
+	close(stop)
+	wg.Wait()
+	if err := db.Audit().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
