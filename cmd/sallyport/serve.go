@@ -98,7 +98,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close() // last: after the sessions and backends are gone
+	defer closeDB(db, log) // last: after the sessions and backends are gone
 	tokens, err := openTokens(db, cfg, log)
 	if err != nil {
 		return err
@@ -182,7 +182,7 @@ func runStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeDB(db, log)
 	g := proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log)), Version: version})
 	ctx, cancel := signalContext(ctx, log)
 	defer cancel()

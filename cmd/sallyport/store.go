@@ -117,3 +117,11 @@ func displayDB(path string) string {
 	}
 	return path
 }
+
+// closeDB closes the database, logging what could not be written (rows
+// still queued when writes kept failing).
+func closeDB(db *sqlite.DB, log *slog.Logger) {
+	if err := db.Close(); err != nil {
+		log.Error("closing the database", slog.String("err", err.Error()))
+	}
+}
