@@ -127,50 +127,32 @@ const AuditTimeLayout = "2006-01-02T15:04:05.000000Z"
 func (r *AuditRecord) AppendCanonical(b []byte) []byte {
 	b = append(b, '{')
 	first := true
+	key := func(k string) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, `":`...)
+	}
 	str := func(k, v string) {
-		if v == "" {
-			return
-		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, '"')
-		b = append(b, k...)
-		b = append(b, `":`...)
-		b = jsonrpc.AppendQuote(b, v)
-	}
-	num := func(k string, v int64) {
-		if v == 0 {
-			return
-		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, '"')
-		b = append(b, k...)
-		b = append(b, `":`...)
-		b = strconv.AppendInt(b, v, 10)
-	}
-	list := func(k string, vs []string) {
-		if len(vs) == 0 {
-			return
-		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, '"')
-		b = append(b, k...)
-		b = append(b, `":[`...)
-		for i, v := range vs {
-			if i > 0 {
-				b = append(b, ',')
-			}
+		if v != "" {
+			key(k)
 			b = jsonrpc.AppendQuote(b, v)
 		}
-		b = append(b, ']')
+	}
+	num := func(k string, v int64) {
+		if v != 0 {
+			key(k)
+			b = strconv.AppendInt(b, v, 10)
+		}
+	}
+	list := func(k string, vs []string) {
+		if len(vs) > 0 {
+			key(k)
+			b = appendList(b, vs)
+		}
 	}
 	// Keys in sorted order.
 	str("arguments", r.Arguments)
@@ -227,24 +209,44 @@ func (r *AuditRecord) ComputeHash() string {
 // carries under key: hex HMAC-SHA256 of "sallyport-audit-checkpoint\n"
 // seq "\n" hash.
 func CheckpointMAC(key []byte, seq int64, hash string) string {
+	return auditMAC(key, "sallyport-audit-checkpoint", seq, hash)
+}
+
+// AnchorMAC returns the MAC of a retention anchor (the Seq and Hash of the
+// last pruned row) under key. Its domain ("sallyport-audit-anchor")
+// differs from CheckpointMAC's, so a checkpoint row's MAC can never pass
+// for an anchor's.
+func AnchorMAC(key []byte, seq int64, hash string) string {
+	return auditMAC(key, "sallyport-audit-anchor", seq, hash)
+}
+
+func auditMAC(key []byte, domain string, seq int64, hash string) string {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("sallyport-audit-checkpoint\n"))
+	m.Write([]byte(domain + "\n"))
 	m.Write(strconv.AppendInt(nil, seq, 10))
 	m.Write([]byte("\n"))
 	m.Write([]byte(hash))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// AnchorMAC returns the MAC of a retention anchor (the Seq and Hash of the
-// last pruned row) under key. Its domain differs from CheckpointMAC's, so a
-// checkpoint row's MAC can never pass for an anchor's.
-func AnchorMAC(key []byte, seq int64, hash string) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte("sallyport-audit-anchor\n"))
-	m.Write(strconv.AppendInt(nil, seq, 10))
-	m.Write([]byte("\n"))
-	m.Write([]byte(hash))
-	return hex.EncodeToString(m.Sum(nil))
+// AuditListText is how a row's list (reasons, rules) is stored and
+// exported: a JSON array of strings, "" when empty.
+func AuditListText(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return string(appendList(nil, vs))
+}
+
+func appendList(b []byte, vs []string) []byte {
+	b = append(b, '[')
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = jsonrpc.AppendQuote(b, v)
+	}
+	return append(b, ']')
 }
 
 // AuditFilter selects audit rows. Zero fields select everything.

@@ -85,7 +85,7 @@ func (w *Writer) Write(r *gateway.AuditRecord) error {
 			f = append(f, cell(s))
 		}
 		f = append(f, strconv.FormatInt(r.Ref, 10), cell(r.Backend), cell(r.Target), cell(r.Arguments), cell(r.Decision),
-			cell(listText(r.Reasons)), cell(listText(r.Rules)), cell(r.PolicyVersion), cell(r.Outcome),
+			cell(gateway.AuditListText(r.Reasons)), cell(gateway.AuditListText(r.Rules)), cell(r.PolicyVersion), cell(r.Outcome),
 			strconv.FormatInt(r.ErrorCode, 10), cell(r.Error), strconv.FormatInt(r.LatencyMicros, 10),
 			strconv.FormatInt(r.Bytes, 10), strconv.FormatInt(r.Skipped, 10), r.PrevHash, r.Hash, r.MAC)
 		return w.cw.Write(f)
@@ -109,7 +109,7 @@ func (w *Writer) Write(r *gateway.AuditRecord) error {
 		b = append(b, `,"`...)
 		b = append(b, k...)
 		b = append(b, `":`...)
-		b = append(b, listText(vs)...)
+		b = append(b, gateway.AuditListText(vs)...)
 		if len(vs) == 0 {
 			b = append(b, "[]"...)
 		}
@@ -161,21 +161,6 @@ func (w *Writer) Flush() error {
 		}
 	}
 	return w.bw.Flush()
-}
-
-// listText is a list as a JSON array, "" when empty.
-func listText(vs []string) string {
-	if len(vs) == 0 {
-		return ""
-	}
-	b := []byte{'['}
-	for i, v := range vs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, jsonrpc.Quote(v)...)
-	}
-	return string(append(b, ']'))
 }
 
 // cell protects a text cell from being taken for a formula by a

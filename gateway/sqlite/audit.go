@@ -329,7 +329,7 @@ func (l *auditLog) commit(batch []*pending) (err error) {
 			hash = r.Hash
 			if _, err := insert.ExecContext(ctx, seq, r.Time.UnixMicro(), r.Session, r.Transport, r.ProtocolVersion,
 				r.ClientName, r.ClientVersion, r.Principal, r.TokenID, r.Direction, r.Kind, r.Method, r.MessageID,
-				r.Ref, r.Backend, r.Target, r.Arguments, r.Decision, encodeList(r.Reasons), encodeList(r.Rules),
+				r.Ref, r.Backend, r.Target, r.Arguments, r.Decision, gateway.AuditListText(r.Reasons), gateway.AuditListText(r.Rules),
 				r.PolicyVersion, r.Outcome, r.ErrorCode, r.Error, r.LatencyMicros, r.Bytes, r.Skipped,
 				r.PrevHash, r.Hash, r.MAC); err != nil {
 				return fmt.Errorf("insert: %w", err)
@@ -589,22 +589,7 @@ func (l *auditLog) Scan(ctx context.Context, f gateway.AuditFilter, fn func(r *g
 	return nil
 }
 
-// encodeList stores a list as a JSON array, "" when empty.
-func encodeList(vs []string) string {
-	if len(vs) == 0 {
-		return ""
-	}
-	b := []byte{'['}
-	for i, v := range vs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, jsonrpc.Quote(v)...)
-	}
-	return string(append(b, ']'))
-}
-
-// decodeList reads what encodeList wrote, appending to dst.
+// decodeList reads what gateway.AuditListText wrote, appending to dst.
 func decodeList(s string, dst []string) ([]string, error) {
 	if s == "" {
 		return dst, nil

@@ -28,7 +28,7 @@ func (s tokenStore) InsertToken(ctx context.Context, rec gateway.TokenRecord) er
 			revoked = rec.Revoked.Unix()
 		}
 		_, err := tx.ExecContext(ctx, "INSERT INTO tokens (id, principal, groups, hash, created, revoked) VALUES (?, ?, ?, ?, ?, ?)",
-			rec.ID, rec.Principal, encodeList(rec.Groups), rec.Hash, rec.Created.Unix(), revoked)
+			rec.ID, rec.Principal, gateway.AuditListText(rec.Groups), rec.Hash, rec.Created.Unix(), revoked)
 		var se sqlite3.Error
 		if errors.As(err, &se) && se.Code == sqlite3.ErrConstraint {
 			return gateway.ErrTokenExists
