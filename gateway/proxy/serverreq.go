@@ -141,7 +141,10 @@ func (s *Session) serverRequest(l *backend.Leg, msg *jsonrpc.Message) {
 		// The timer exists before the entry is visible to clientResponse.
 		sr.timer = time.AfterFunc(l.Spec().Timeouts.Request.D(), func() {
 			if s.takeServerRequest(key) != nil {
-				refuse(gateway.CodeTimeout, "the client did not answer "+msg.Method+" in time")
+				// The gateway answers for the client, through the pipeline
+				// like any answer (so the audit log has it).
+				s.answerBackend(sr, &jsonrpc.Message{ID: sr.backendID,
+					Error: &jsonrpc.Error{Code: gateway.CodeTimeout, Message: "the client did not answer " + msg.Method + " in time"}})
 				s.sink.Send(jsonrpc.NewNotification("notifications/cancelled",
 					json.RawMessage(`{"requestId":`+string(gid)+`,"reason":"timed out at the gateway"}`)), nil)
 			}
@@ -177,7 +180,12 @@ func (s *Session) clientResponse(msg *jsonrpc.Message) {
 		return
 	}
 	sr.timer.Stop()
-	back := &jsonrpc.Message{ID: sr.backendID, Result: msg.Result, Error: msg.Error}
+	s.answerBackend(sr, &jsonrpc.Message{ID: sr.backendID, Result: msg.Result, Error: msg.Error})
+}
+
+// answerBackend passes the answer to a relayed backend request, under the
+// backend's own id, through the pipeline back to that backend.
+func (s *Session) answerBackend(sr *serverRequest, back *jsonrpc.Message) {
 	x := s.newExchange(gateway.ClientToBackend, gateway.KindResult, sr.method, back, func(ctx context.Context, x *gateway.Exchange) error {
 		return sr.leg.Respond(ctx, x.Message)
 	})
