@@ -20,6 +20,11 @@ echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
 if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted"; echo "tests: 0 passed, 1 failed (gofmt)"; exit 1; fi
 
+# Allocation counts are checked without -race, which makes sync.Pool drop
+# what is put back at random (those tests skip themselves under -race).
+echo "== allocation checks"
+$GO test -count=1 -run 'Allocs' ./gateway/jsonrpc || { echo "tests: 0 passed, 1 failed (allocation checks)"; exit 1; }
+
 echo "== go test -race"
 out=$(mktemp)
 $GO test -race -count=1 -timeout 30m -json ./... > "$out"
