@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -249,6 +250,25 @@ func appendList(b []byte, vs []string) []byte {
 	return append(b, ']')
 }
 
+// AppendAuditList appends the strings of a list as AuditListText writes
+// it ("" is the empty list) to dst.
+func AppendAuditList(dst []string, text string) ([]string, error) {
+	if text == "" {
+		return dst, nil
+	}
+	bad := false
+	err := jsonrpc.EachElement(json.RawMessage(text), func(_ int, v json.RawMessage) bool {
+		s, ok := jsonrpc.Unquote(v)
+		bad = !ok
+		dst = append(dst, s)
+		return ok
+	})
+	if err == nil && bad {
+		err = errors.New("not a list of strings")
+	}
+	return dst, err
+}
+
 // AuditFilter selects audit rows. Zero fields select everything.
 type AuditFilter struct {
 	Since, Until time.Time // Since inclusive, Until exclusive
@@ -262,13 +282,6 @@ type AuditFilter struct {
 	AfterSeq   int64
 	ThroughSeq int64
 	Limit      int
-}
-
-// Contiguous reports whether the filter selects a run of consecutive rows
-// (only a time range or a seq range), so the chain across them can be
-// checked.
-func (f AuditFilter) Contiguous() bool {
-	return f.Principal == "" && f.Backend == "" && f.Target == "" && f.Method == "" && f.Decision == ""
 }
 
 // AuditAnchor is where the log's remaining chain starts after retention

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/sallyport/sallyport/gateway"
@@ -110,13 +108,6 @@ func retain(ctx context.Context, log gateway.AuditLog, retention time.Duration, 
 
 // dbFlagHelp is the help of the --db flag.
 const dbFlagHelp = "database file, overriding the config's"
-
-func displayDB(path string) string {
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Sprintf("%s (new)", path)
-	}
-	return path
-}
 
 // closeDB closes the database, logging what could not be written (rows
 // still queued when writes kept failing).

@@ -351,11 +351,11 @@ func readCSV(br *bufio.Reader, fn func(*gateway.AuditRecord) error) error {
 		if err != nil {
 			return fmt.Errorf("line %d: time: %w", line, err)
 		}
-		reasons, err := parseList(uncell(f[18]))
+		reasons, err := gateway.AppendAuditList(nil, uncell(f[18]))
 		if err != nil {
 			return fmt.Errorf("line %d: reasons: %w", line, err)
 		}
-		rules, err := parseList(uncell(f[19]))
+		rules, err := gateway.AppendAuditList(nil, uncell(f[19]))
 		if err != nil {
 			return fmt.Errorf("line %d: rules: %w", line, err)
 		}
@@ -370,15 +370,4 @@ func readCSV(br *bufio.Reader, fn func(*gateway.AuditRecord) error) error {
 			return err
 		}
 	}
-}
-
-func parseList(s string) ([]string, error) {
-	if s == "" {
-		return nil, nil
-	}
-	var out []string
-	if err := json.Unmarshal([]byte(s), &out); err != nil {
-		return nil, err
-	}
-	return out, nil
 }

@@ -147,12 +147,3 @@ func clone(r *gateway.AuditRecord) gateway.AuditRecord {
 	}
 	return c
 }
-
-// seqs returns the Seq of each row.
-func seqs(rs []gateway.AuditRecord) []int64 {
-	out := make([]int64, len(rs))
-	for i, r := range rs {
-		out[i] = r.Seq
-	}
-	return out
-}

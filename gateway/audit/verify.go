@@ -94,11 +94,7 @@ func (v *Verifier) Check(r *gateway.AuditRecord) bool {
 			v.fail(r.Seq, "row %d does not chain onto row %d (a row was altered, inserted or replaced)", r.Seq, v.prevSeq)
 			return false
 		case r.Seq > v.prevSeq+1 && !v.AllowGaps:
-			if v.prevSeq+1 == r.Seq-1 {
-				v.fail(v.prevSeq+1, "row %d is missing (deleted)", v.prevSeq+1)
-			} else {
-				v.fail(v.prevSeq+1, "rows %d to %d are missing (deleted)", v.prevSeq+1, r.Seq-1)
-			}
+			v.fail(v.prevSeq+1, "%s", missing(v.prevSeq+1, r.Seq-1))
 			return false
 		case r.Seq > v.prevSeq+1:
 			v.rep.Gaps++
@@ -123,6 +119,14 @@ func (v *Verifier) Check(r *gateway.AuditRecord) bool {
 	v.rep.Last = r.Seq
 	v.prevSeq, v.prevHash = r.Seq, r.Hash
 	return true
+}
+
+// missing describes the deleted rows from through to.
+func missing(from, to int64) string {
+	if from == to {
+		return fmt.Sprintf("row %d is missing (deleted)", from)
+	}
+	return fmt.Sprintf("rows %d to %d are missing (deleted)", from, to)
 }
 
 // Report returns the outcome so far.
@@ -243,10 +247,8 @@ func verifyFrom(ctx context.Context, log gateway.AuditLog, a gateway.AuditAnchor
 		pr := p.v.Report()
 		if f := p.first; f != nil {
 			switch {
-			case f.Seq > prevSeq+1 && f.Seq == prevSeq+2:
-				return fail(prevSeq+1, "row %d is missing (deleted)", prevSeq+1)
 			case f.Seq > prevSeq+1:
-				return fail(prevSeq+1, "rows %d to %d are missing (deleted)", prevSeq+1, f.Seq-1)
+				return fail(prevSeq+1, "%s", missing(prevSeq+1, f.Seq-1))
 			case pr.Bad != f.Seq && f.PrevHash != prevHash:
 				return fail(f.Seq, "row %d does not chain onto row %d (a row was altered, inserted or replaced)", f.Seq, prevSeq)
 			}

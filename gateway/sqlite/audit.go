@@ -277,10 +277,6 @@ func (l *auditLog) retain(ps []*pending) []*pending {
 	return ps
 }
 
-// Lost returns how many enqueued rows were dropped because writes kept
-// failing while more than maxRetained waited.
-func (l *auditLog) Lost() int64 { return l.lost.Load() }
-
 // commit writes the rows of batch in one transaction, chaining them onto
 // the log's current head.
 func (l *auditLog) commit(batch []*pending) (err error) {
@@ -573,10 +569,10 @@ func (l *auditLog) Scan(ctx context.Context, f gateway.AuditFilter, fn func(r *g
 		r.Principal, r.TokenID, r.Direction, r.Kind, r.Method, r.MessageID = fields[5], fields[6], fields[7], fields[8], fields[9], fields[10]
 		r.Backend, r.Target, r.Arguments, r.Decision = fields[11], fields[12], fields[13], fields[14]
 		r.PolicyVersion, r.Outcome, r.Error, r.PrevHash, r.Hash, r.MAC = fields[17], fields[18], fields[19], fields[20], fields[21], fields[22]
-		if r.Reasons, err = decodeList(fields[15], r.Reasons[:0]); err != nil {
+		if r.Reasons, err = gateway.AppendAuditList(r.Reasons[:0], fields[15]); err != nil {
 			return fmt.Errorf("read audit log: row %d: reasons: %w", r.Seq, err)
 		}
-		if r.Rules, err = decodeList(fields[16], r.Rules[:0]); err != nil {
+		if r.Rules, err = gateway.AppendAuditList(r.Rules[:0], fields[16]); err != nil {
 			return fmt.Errorf("read audit log: row %d: rules: %w", r.Seq, err)
 		}
 		if err := fn(&r); err != nil {
@@ -587,24 +583,6 @@ func (l *auditLog) Scan(ctx context.Context, f gateway.AuditFilter, fn func(r *g
 		return fmt.Errorf("read audit log: %w", err)
 	}
 	return nil
-}
-
-// decodeList reads what gateway.AuditListText wrote, appending to dst.
-func decodeList(s string, dst []string) ([]string, error) {
-	if s == "" {
-		return dst, nil
-	}
-	var bad bool
-	err := jsonrpc.EachElement([]byte(s), func(_ int, v json.RawMessage) bool {
-		str, ok := jsonrpc.Unquote(v)
-		bad = !ok
-		dst = append(dst, str)
-		return ok
-	})
-	if err == nil && bad {
-		err = errors.New("not a list of strings")
-	}
-	return dst, err
 }
 
 var _ gateway.AuditLog = (*auditLog)(nil)

@@ -88,7 +88,7 @@ func (s tokenStore) Tokens(ctx context.Context) ([]gateway.TokenRecord, error) {
 		if err := rows.Scan(&r.ID, &r.Principal, &groups, &r.Hash, &created, &revoked); err != nil {
 			return nil, fmt.Errorf("read tokens: %w", err)
 		}
-		if r.Groups, err = decodeList(groups, []string{}); err != nil {
+		if r.Groups, err = gateway.AppendAuditList([]string{}, groups); err != nil {
 			return nil, fmt.Errorf("read tokens: %s: groups: %w", r.ID, err)
 		}
 		r.Created = time.Unix(created, 0).UTC()
