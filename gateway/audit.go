@@ -75,9 +75,13 @@ type AuditRecord struct {
 	Reasons       []string
 	Rules         []string
 	PolicyVersion string
-	Outcome       string
-	ErrorCode     int64
-	Error         string
+	// PolicyInput is the policy input document as JSON, without the
+	// arguments (in Arguments) and the result: what `sallyport policy
+	// replay` evaluates a candidate policy on.
+	PolicyInput string
+	Outcome     string
+	ErrorCode   int64
+	Error       string
 	// LatencyMicros is, for a result, the time from the request entering
 	// the gateway to its answer.
 	LatencyMicros int64
@@ -104,7 +108,7 @@ type AuditRecord struct {
 func (r *AuditRecord) Sanitize() {
 	for _, p := range []*string{&r.Session, &r.Transport, &r.ProtocolVersion, &r.ClientName, &r.ClientVersion,
 		&r.Principal, &r.TokenID, &r.Direction, &r.Kind, &r.Method, &r.MessageID, &r.Backend, &r.Target,
-		&r.Arguments, &r.Decision, &r.PolicyVersion, &r.Outcome, &r.Error} {
+		&r.Arguments, &r.Decision, &r.PolicyVersion, &r.PolicyInput, &r.Outcome, &r.Error} {
 		if !utf8.ValidString(*p) {
 			*p = strings.ToValidUTF8(*p, "\uFFFD")
 		}
@@ -170,6 +174,7 @@ func (r *AuditRecord) AppendCanonical(b []byte) []byte {
 	str("message_id", r.MessageID)
 	str("method", r.Method)
 	str("outcome", r.Outcome)
+	str("policy_input", r.PolicyInput)
 	str("policy_version", r.PolicyVersion)
 	str("prev_hash", r.PrevHash)
 	str("principal", r.Principal)

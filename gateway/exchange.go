@@ -106,8 +106,24 @@ type Exchange struct {
 	// AuditSeq is the Seq of the exchange's audit row, once the audit
 	// stage recorded it (0 before).
 	AuditSeq int64
+	// Decision is policy's decision, once the policy stage made it.
+	Decision *Decision
+	// Listed is, on a request for an aggregated list (tools/list,
+	// prompts/list, resources/list, resources/templates/list), where each
+	// entry of its answer came from, in the answer's order. The routing
+	// step fills it in; the policy stage filters the answer by it.
+	Listed []ListedEntry
 
 	deliver func(ctx context.Context, x *Exchange) error
+}
+
+// ListedEntry is the origin of one entry of an aggregated list.
+type ListedEntry struct {
+	// Backend is the backend id the entry came from.
+	Backend string
+	// Name is the entry's name as the backend knows it (tools and
+	// prompts), or its URI or URI template (resources).
+	Name string
 }
 
 // NewExchange returns an exchange whose final step, after every stage has

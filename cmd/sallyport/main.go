@@ -32,6 +32,12 @@ Usage:
   sallyport audit export [-c FILE] [--db FILE] --format csv|jsonl [--out FILE]
                          [--since T] [--until T] [--principal P] [--backend B] [--tool T] [--method M] [--decision D]
   sallyport audit prune  [-c FILE] [--db FILE] --older-than AGE
+  sallyport policy test   [-v] [--run RE] [DIR|FILE ...]   run the Rego unit tests (test_ rules); exit 2 when one fails
+  sallyport policy eval   [-p DIR] --input FILE.json       print the decision document for one input
+  sallyport policy replay [-p DIR] [-c FILE] [--db FILE] [--since 7d] [--fail-on-change]
+                                               evaluate a candidate policy on recorded traffic; print what changes
+  sallyport policy check  [-p DIR]                         compile and capability-check a policy (for CI)
+                                               (-p is repeatable; without it: the config's policy.paths, else the embedded default)
   sallyport demo-server --sandbox DIR          the demo MCP backend, over stdio
   sallyport version
 `
@@ -63,6 +69,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		err = runTokens(rest, stdout)
 	case "audit":
 		err = runAudit(ctx, rest, stdout, stderr)
+	case "policy":
+		err = runPolicy(ctx, rest, stdout, stderr)
 	case "demo-server":
 		err = runDemo(ctx, rest, stdin, stdout, stderr)
 	case "version", "--version", "-v":
@@ -72,9 +80,15 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	default:
 		err = fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 	}
+	var exit *exitError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &exit):
+		if exit.msg != "" {
+			fmt.Fprintln(stderr, "sallyport:", exit.msg)
+		}
+		return exit.code
 	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stderr, "sallyport:", strings.TrimPrefix(err.Error(), "usage: "))

@@ -20,6 +20,7 @@ import (
 	"github.com/sallyport/sallyport/gateway/frontend"
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
 	"github.com/sallyport/sallyport/gateway/proxy"
+	"github.com/sallyport/sallyport/policy"
 )
 
 // loadConfig loads the file, or without one the built-in demo config.
@@ -44,10 +45,29 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Demo(exe, sandbox), nil
 }
 
-// stages is the pipeline, in order. Policy, DLP, approvals go between the
-// auditor's outer stage and its gate; credential injection after the gate.
-func stages(log *slog.Logger, a *audit.Auditor) []gateway.Stage {
-	return []gateway.Stage{a.Outer(), gateway.LogStage{Logger: log}, a.Gate()}
+// stages is the pipeline, in order. Policy (and DLP and approvals, with
+// their issues) go between the auditor's outer stage and its gate;
+// credential injection after the gate.
+func stages(log *slog.Logger, a *audit.Auditor, p *policy.Stage) []gateway.Stage {
+	return []gateway.Stage{a.Outer(), gateway.LogStage{Logger: log}, p, a.Gate()}
+}
+
+// newPolicy loads the configured policy (or the embedded default). onSwap
+// is called after a reload replaced it.
+func newPolicy(ctx context.Context, cfg *config.Config, log *slog.Logger, onSwap func()) (*policy.Stage, error) {
+	p, err := policy.NewStage(ctx, policy.Options{
+		Source:   policy.Source{Paths: cfg.Policy.Paths, Query: cfg.Policy.Query},
+		Timeout:  cfg.Policy.Timeout.D(),
+		Backends: cfg.Backends,
+		Logger:   log,
+		OnSwap:   func(string) { onSwap() },
+	})
+	if err != nil {
+		return nil, err
+	}
+	set := p.Current()
+	log.Info("policy loaded", slog.String("source", set.Source()), slog.String("version", set.Version()))
+	return p, nil
 }
 
 // signalContext is cancelled by the first SIGINT or SIGTERM; a second one
@@ -107,9 +127,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Warn(w)
 	}
 
-	g := proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log)), Version: version})
+	var g *proxy.Gateway
+	pol, err := newPolicy(ctx, cfg, log, func() { g.ListsChanged() })
+	if err != nil {
+		return err
+	}
+	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log), pol), Version: version})
 	front := frontend.NewHTTP(frontend.HTTPOptions{Gateway: g, Config: cfg, Tokens: tokens, Logger: log,
-		API: audit.Handler{Log: db.Audit(), Logger: log}})
+		API: audit.Handler{Log: db.Audit(), Logger: log}, Reporters: []gateway.Reporter{pol}})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -126,6 +151,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 
 	fmt.Fprintf(stderr, "sallyport: MCP endpoint http://%s/mcp\n", ln.Addr())
 	fmt.Fprintf(stderr, "sallyport: audit log in %s (sallyport audit verify|export; GET /api/audit for groups auditor, admin)\n", db.Path())
+	fmt.Fprintf(stderr, "sallyport: policy: %s, version %.12s (sallyport policy test|eval|replay|check)\n", pol.Current().Source(), pol.Current().Version())
 	if cfg.Auth.Anonymous {
 		fmt.Fprintf(stderr, "sallyport: anonymous access is enabled (loopback only)\n")
 	} else {
@@ -136,6 +162,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, cancel := signalContext(ctx, log)
 	defer cancel()
 	go retain(ctx, db.Audit(), cfg.Audit.Retention.D(), log)
+	go pol.Watch(ctx, cfg.Policy.Reload.D())
 	select {
 	case <-ctx.Done():
 	case err := <-served:
@@ -183,10 +210,16 @@ func runStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	defer closeDB(db, log)
-	g := proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log)), Version: version})
+	var g *proxy.Gateway
+	pol, err := newPolicy(ctx, cfg, log, func() { g.ListsChanged() })
+	if err != nil {
+		return err
+	}
+	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log), pol), Version: version})
 	ctx, cancel := signalContext(ctx, log)
 	defer cancel()
 	go retain(ctx, db.Audit(), cfg.Audit.Retention.D(), log)
+	go pol.Watch(ctx, cfg.Policy.Reload.D())
 	p := gateway.Principal{ID: cfg.Stdio.Principal, Groups: cfg.Stdio.Groups, TokenID: "stdio"}
 	lim := jsonrpc.Limits{MaxBytes: cfg.Limits.MaxMessageBytes.Int(), MaxDepth: cfg.Limits.MaxDepth}
 	err = frontend.ServeStdio(ctx, g, p, stdin, stdout, lim, log)

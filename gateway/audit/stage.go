@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -96,6 +97,7 @@ func (g gate) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Hand
 	}
 	r := a.record(x)
 	r.Decision = gateway.DecisionAllow
+	a.decision(r, x.Decision)
 	r.Skipped = skipped
 	if x.Kind == gateway.KindResult {
 		r.Outcome = gateway.OutcomeOK
@@ -152,8 +154,13 @@ func (o outer) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Han
 	r.ErrorCode, r.Error = int64(rpc.Code), clip(rpc.Message)
 	switch {
 	case x.AuditSeq == 0: // refused before the gate
-		r.Decision, r.Outcome = gateway.DecisionDeny, gateway.OutcomeRefused
-		r.Reasons = []string{clip(rpc.Message)}
+		r.Outcome = gateway.OutcomeRefused
+		r.Decision = gateway.DecisionDeny
+		a.decision(r, x.Decision) // the decision column holds policy's verdict
+		if d := x.Decision; d == nil || d.Allow && d.Approval == nil {
+			// Refused by another stage than policy (or with no policy).
+			r.Reasons = append(slices.Clip(r.Reasons), clip(rpc.Message))
+		}
 	case x.Kind == gateway.KindRequest || x.Kind == gateway.KindServerRequest:
 		// Forwarded, and no answer came back: the answer the client gets
 		// is this error.
@@ -161,6 +168,8 @@ func (o outer) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Han
 		r.Kind = gateway.KindResult.String()
 		r.Ref, r.Arguments, r.Bytes = x.AuditSeq, "", 0
 		r.Decision = gateway.DecisionAllow // the request was; its delivery failed
+		a.decision(r, x.Decision)
+		r.PolicyInput = "" // the request's row has it
 		r.Time = time.Now()
 		r.LatencyMicros = r.Time.Sub(x.Time).Microseconds()
 		r.Outcome = gateway.OutcomeError
@@ -278,6 +287,25 @@ func (a *Auditor) arguments(raw []byte) string {
 		return "sha256:" + hex.EncodeToString(sum[:])
 	}
 	return string(c)
+}
+
+// decision records policy's decision d (if any) in r.
+func (a *Auditor) decision(r *gateway.AuditRecord, d *gateway.Decision) {
+	if d == nil {
+		return
+	}
+	r.Decision = d.Verdict()
+	r.Reasons = d.Reasons
+	r.Rules = d.Rules
+	r.PolicyVersion = d.PolicyVersion
+	if len(d.Input) > 0 {
+		in := d.Input
+		if a.digest {
+			// Digest mode keeps message content out of the log.
+			in = jsonrpc.DeleteMember(in, "params")
+		}
+		r.PolicyInput = string(in)
+	}
 }
 
 // clip bounds a backend- or client-supplied text kept in a row.

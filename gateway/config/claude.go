@@ -185,20 +185,23 @@ func truncateID(id string, n int) string {
 
 // backendYAML is Backend as MarshalBackends writes it: zero values left out.
 type backendYAML struct {
-	ID              string            `yaml:"id,omitempty"`
-	Transport       string            `yaml:"transport,omitempty"`
-	Command         string            `yaml:"command,omitempty"`
-	Args            []string          `yaml:"args,omitempty"`
-	Env             map[string]string `yaml:"env,omitempty"`
-	EnvPassthrough  []string          `yaml:"env_passthrough,omitempty"`
-	Cwd             string            `yaml:"cwd,omitempty"`
-	URL             string            `yaml:"url,omitempty"`
-	Headers         map[string]string `yaml:"headers,omitempty"`
-	Isolation       string            `yaml:"isolation,omitempty"`
-	Timeouts        *timeoutsYAML     `yaml:"timeouts,omitempty"`
-	Labels          map[string]string `yaml:"labels,omitempty"`
-	MaxMessageBytes ByteSize          `yaml:"max_message_bytes,omitempty"`
-	Unprefixed      bool              `yaml:"unprefixed,omitempty"`
+	ID               string            `yaml:"id,omitempty"`
+	Transport        string            `yaml:"transport,omitempty"`
+	Command          string            `yaml:"command,omitempty"`
+	Args             []string          `yaml:"args,omitempty"`
+	Env              map[string]string `yaml:"env,omitempty"`
+	EnvPassthrough   []string          `yaml:"env_passthrough,omitempty"`
+	Cwd              string            `yaml:"cwd,omitempty"`
+	URL              string            `yaml:"url,omitempty"`
+	Headers          map[string]string `yaml:"headers,omitempty"`
+	Isolation        string            `yaml:"isolation,omitempty"`
+	Timeouts         *timeoutsYAML     `yaml:"timeouts,omitempty"`
+	Labels           map[string]string `yaml:"labels,omitempty"`
+	Trusted          bool              `yaml:"trusted,omitempty"`
+	ReadOnlyTools    []string          `yaml:"read_only_tools,omitempty"`
+	DestructiveTools []string          `yaml:"destructive_tools,omitempty"`
+	MaxMessageBytes  ByteSize          `yaml:"max_message_bytes,omitempty"`
+	Unprefixed       bool              `yaml:"unprefixed,omitempty"`
 }
 
 type timeoutsYAML struct {
@@ -217,19 +220,22 @@ func MarshalBackends(bs []Backend) ([]byte, error) {
 	}{Backends: make([]backendYAML, 0, len(bs))}
 	for _, b := range bs {
 		y := backendYAML{
-			ID:              escapeDollars(b.ID),
-			Transport:       escapeDollars(b.Transport),
-			Command:         escapeDollars(b.Command),
-			Args:            escapeAll(b.Args),
-			Env:             escapeValues(b.Env),
-			EnvPassthrough:  escapeAll(b.EnvPassthrough),
-			Cwd:             escapeDollars(b.Cwd),
-			URL:             escapeDollars(b.URL),
-			Headers:         escapeValues(b.Headers),
-			Isolation:       escapeDollars(b.Isolation),
-			Labels:          escapeValues(b.Labels),
-			MaxMessageBytes: b.MaxMessageBytes,
-			Unprefixed:      b.Unprefixed,
+			ID:               escapeDollars(b.ID),
+			Transport:        escapeDollars(b.Transport),
+			Command:          escapeDollars(b.Command),
+			Args:             escapeAll(b.Args),
+			Env:              escapeValues(b.Env),
+			EnvPassthrough:   escapeAll(b.EnvPassthrough),
+			Cwd:              escapeDollars(b.Cwd),
+			URL:              escapeDollars(b.URL),
+			Headers:          escapeValues(b.Headers),
+			Isolation:        escapeDollars(b.Isolation),
+			Labels:           escapeValues(b.Labels),
+			MaxMessageBytes:  b.MaxMessageBytes,
+			Unprefixed:       b.Unprefixed,
+			Trusted:          b.Trusted,
+			ReadOnlyTools:    escapeAll(b.ReadOnlyTools),
+			DestructiveTools: escapeAll(b.DestructiveTools),
 		}
 		if b.Timeouts != (Timeouts{}) {
 			y.Timeouts = &timeoutsYAML{Startup: b.Timeouts.Startup, Request: b.Timeouts.Request, Shutdown: b.Timeouts.Shutdown}

@@ -29,6 +29,9 @@ const (
 	DefaultStartupTimeout     = Duration(30 * time.Second)
 	DefaultRequestTimeout     = Duration(60 * time.Second)
 	DefaultShutdownTimeout    = Duration(5 * time.Second)
+	DefaultPolicyQuery        = "data.sallyport.decision"
+	DefaultPolicyTimeout      = Duration(100 * time.Millisecond)
+	DefaultPolicyReload       = Duration(2 * time.Second)
 )
 
 // Backend transports.
@@ -59,11 +62,12 @@ type Config struct {
 	// working directory for the built-in configuration.
 	Database string        `yaml:"database"`
 	Audit    Audit         `yaml:"audit"`
+	Policy   Policy        `yaml:"policy"`
 	Stdio    StdioFrontend `yaml:"stdio"`
 	Backends []Backend     `yaml:"backends"`
 	// Path is the file the configuration was read from, "" for a built-in
 	// one. Load resolves relative paths in the configuration
-	// (Database, Auth.TokensFile, Log.File, Backend.Cwd) against its
+	// (Database, Auth.TokensFile, Log.File, Policy.Paths, Backend.Cwd) against its
 	// directory.
 	Path string `yaml:"-"`
 }
@@ -124,6 +128,21 @@ type Audit struct {
 	CheckpointEvery int `yaml:"checkpoint_every"`
 }
 
+// Policy configures the Rego policy every message passes.
+type Policy struct {
+	// Paths are .rego files, data files (.json, .yaml) and directories of
+	// them. Empty: the embedded default policy.
+	Paths []string `yaml:"paths"`
+	// Query is the decision to evaluate; default data.sallyport.decision.
+	Query string `yaml:"query"`
+	// Timeout bounds one evaluation; past it the message is denied.
+	// Default 100ms.
+	Timeout Duration `yaml:"timeout"`
+	// Reload is how often the files are checked for changes; a changed set
+	// is compiled in full and swapped in only when it compiles. Default 2s.
+	Reload Duration `yaml:"reload"`
+}
+
 // Auth configures how HTTP clients authenticate.
 type Auth struct {
 	// TokensFile is a tokens file written by an earlier Sallyport: `serve`
@@ -165,10 +184,20 @@ type Backend struct {
 	Headers map[string]string `yaml:"headers"`
 	// Isolation is session (a backend leg per client session, the default)
 	// or shared.
-	Isolation       string            `yaml:"isolation"`
-	Timeouts        Timeouts          `yaml:"timeouts"`
-	Labels          map[string]string `yaml:"labels"`
-	MaxMessageBytes ByteSize          `yaml:"max_message_bytes"` // default Limits.MaxMessageBytes
+	Isolation string   `yaml:"isolation"`
+	Timeouts  Timeouts `yaml:"timeouts"`
+	// Labels are given to policy as input.backend.labels.
+	Labels map[string]string `yaml:"labels"`
+	// Trusted marks the backend as one whose read-only tools the default
+	// policy lets anyone use (input.backend.trusted).
+	Trusted bool `yaml:"trusted"`
+	// ReadOnlyTools and DestructiveTools name this backend's tools (as the
+	// backend names them; path.Match patterns) that the configuration, not
+	// the backend's own annotations, declares read-only or destructive
+	// (input.tool.read_only, input.tool.destructive).
+	ReadOnlyTools    []string `yaml:"read_only_tools"`
+	DestructiveTools []string `yaml:"destructive_tools"`
+	MaxMessageBytes  ByteSize `yaml:"max_message_bytes"` // default Limits.MaxMessageBytes
 	// Unprefixed lists this backend's tools and prompts under their own
 	// names instead of <id>__<name>, for clients that need a backend's
 	// names unchanged. At most one backend may set it; a namespaced name
@@ -208,6 +237,12 @@ func Demo(executable, sandboxDir string) *Config {
 			Command:   executable,
 			Args:      []string{"demo-server", "--sandbox", sandboxDir},
 			Labels:    map[string]string{"env": "demo"},
+			// The default policy lets anyone, anonymous demo users
+			// included, use a trusted backend's read-only tools, and asks
+			// for an approval before a destructive one.
+			Trusted:          true,
+			ReadOnlyTools:    []string{"read_file", "list_files", "lookup_customer", "generate_report"},
+			DestructiveTools: []string{"delete_records"},
 		}},
 	}
 	c.applyDefaults()
@@ -234,6 +269,9 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Audit.CheckpointEvery, DefaultCheckpointEvery)
 	setDefault(&c.Auth.AnonymousPrincipal, DefaultAnonymousPrincipal)
 	setDefault(&c.Stdio.Principal, DefaultStdioPrincipal)
+	setDefault(&c.Policy.Query, DefaultPolicyQuery)
+	setDefault(&c.Policy.Timeout, DefaultPolicyTimeout)
+	setDefault(&c.Policy.Reload, DefaultPolicyReload)
 	for i := range c.Backends {
 		c.Backends[i].applyDefaults(c.Limits.MaxMessageBytes)
 	}

@@ -17,7 +17,7 @@ import (
 
 // Load reads the configuration file at path with Parse, records its
 // absolute path in Config.Path and resolves the relative paths in it
-// (Database, Auth.TokensFile, Log.File, Backend.Cwd) against the file's
+// (Database, Auth.TokensFile, Log.File, Policy.Paths, Backend.Cwd) against the file's
 // directory.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -36,6 +36,9 @@ func Load(path string) (*Config, error) {
 	dir := filepath.Dir(abs)
 	for _, p := range []*string{&c.Database, &c.Auth.TokensFile, &c.Log.File} {
 		resolvePath(p, dir)
+	}
+	for i := range c.Policy.Paths {
+		resolvePath(&c.Policy.Paths[i], dir)
 	}
 	for i := range c.Backends {
 		resolvePath(&c.Backends[i].Cwd, dir)

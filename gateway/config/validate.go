@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	pathpkg "path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -140,6 +141,23 @@ func (c *Config) validate() []*FieldError {
 	if k := c.Audit.Key; k != "" && len(k) < 32 {
 		v.add("audit.key", "(hidden)", errors.New("must be at least 32 characters"))
 	}
+	for i, p := range c.Policy.Paths {
+		field := fmt.Sprintf("policy.paths[%d]", i)
+		if p == "" {
+			v.add(field, "", errors.New("must not be empty"))
+		}
+		noNUL(v, field, p)
+	}
+	duplicates(v, "policy.paths", c.Policy.Paths, false)
+	if q := c.Policy.Query; !policyQueryRE.MatchString(q) {
+		v.add("policy.query", q, errors.New("must be a data reference such as data.sallyport.decision"))
+	}
+	if t := c.Policy.Timeout.D(); t < time.Millisecond || t > 10*time.Second {
+		v.add("policy.timeout", c.Policy.Timeout.String(), errors.New("must be between 1ms and 10s"))
+	}
+	if r := c.Policy.Reload.D(); r < 100*time.Millisecond {
+		v.add("policy.reload", c.Policy.Reload.String(), errors.New("must be at least 100ms"))
+	}
 	if c.Audit.CheckpointEvery < 1 {
 		v.addf("audit.checkpoint_every", strconv.Itoa(c.Audit.CheckpointEvery), "must be at least 1")
 	}
@@ -176,6 +194,9 @@ func (c *Config) validate() []*FieldError {
 }
 
 // validate checks one backend, naming fields under path.
+// policyQueryRE matches the data references policy.query may name.
+var policyQueryRE = regexp.MustCompile(`^data(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
+
 func (b *Backend) validate(v *validator, path string) {
 	f := func(name string) string { return path + "." + name }
 	switch {
@@ -185,6 +206,22 @@ func (b *Backend) validate(v *validator, path string) {
 		v.addf(f("id"), b.ID, "longer than %d characters", maxIDLength)
 	case !idRE.MatchString(b.ID):
 		v.add(f("id"), b.ID, errors.New("must be lowercase letters, digits and inner hyphens"))
+	}
+
+	for _, list := range []struct {
+		name     string
+		patterns []string
+	}{{"read_only_tools", b.ReadOnlyTools}, {"destructive_tools", b.DestructiveTools}} {
+		for i, pat := range list.patterns {
+			if _, err := pathpkg.Match(pat, ""); err != nil || pat == "" {
+				v.add(fmt.Sprintf("%s[%d]", f(list.name), i), pat, errors.New("must be a tool name or a path.Match pattern"))
+			}
+		}
+	}
+	for _, pat := range b.ReadOnlyTools {
+		if slices.Contains(b.DestructiveTools, pat) {
+			v.add(f("read_only_tools"), pat, errors.New("also listed in destructive_tools"))
+		}
 	}
 
 	switch b.Transport {

@@ -332,8 +332,11 @@ func TestDemo(t *testing.T) {
 	}
 	want := Backend{
 		ID: "demo", Transport: TransportStdio, Command: "/usr/bin/sallyport",
-		Args:   []string{"demo-server", "--sandbox", "/tmp/sandbox"},
-		Labels: map[string]string{"env": "demo"},
+		Args:             []string{"demo-server", "--sandbox", "/tmp/sandbox"},
+		Labels:           map[string]string{"env": "demo"},
+		Trusted:          true,
+		ReadOnlyTools:    []string{"read_file", "list_files", "lookup_customer", "generate_report"},
+		DestructiveTools: []string{"delete_records"},
 	}
 	want.applyDefaults(DefaultMaxMessageBytes)
 	if len(c.Backends) != 1 || !reflect.DeepEqual(c.Backends[0], want) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -52,6 +53,8 @@ type HTTPOptions struct {
 	// token checks as /mcp; the principal is in the request's context
 	// (gateway.PrincipalFrom).
 	API http.Handler
+	// Reporters add their state to /readyz and their metrics to /metrics.
+	Reporters []gateway.Reporter
 }
 
 // HTTP is the Streamable HTTP frontend: POST, GET and DELETE on /mcp,
@@ -59,19 +62,20 @@ type HTTPOptions struct {
 // Content-Type and size checks that keep browsers and rebinding attacks
 // out.
 type HTTP struct {
-	g        *proxy.Gateway
-	cfg      *config.Config
-	tokens   Authenticator
-	api      http.Handler
-	log      *slog.Logger
-	lim      jsonrpc.Limits
-	maxBody  int64
-	hosts    hostAllowList
-	origins  map[string]bool
-	idle     time.Duration
-	anon     *gateway.Principal
-	stopJan  chan struct{}
-	stopOnce sync.Once
+	g         *proxy.Gateway
+	cfg       *config.Config
+	tokens    Authenticator
+	api       http.Handler
+	reporters []gateway.Reporter
+	log       *slog.Logger
+	lim       jsonrpc.Limits
+	maxBody   int64
+	hosts     hostAllowList
+	origins   map[string]bool
+	idle      time.Duration
+	anon      *gateway.Principal
+	stopJan   chan struct{}
+	stopOnce  sync.Once
 
 	mu       sync.Mutex
 	sessions map[string]*httpSession
@@ -82,18 +86,19 @@ type HTTP struct {
 func NewHTTP(opts HTTPOptions) *HTTP {
 	cfg := opts.Config
 	h := &HTTP{
-		g:        opts.Gateway,
-		cfg:      cfg,
-		tokens:   opts.Tokens,
-		api:      opts.API,
-		log:      opts.Logger,
-		lim:      jsonrpc.Limits{MaxBytes: cfg.Limits.MaxMessageBytes.Int(), MaxDepth: cfg.Limits.MaxDepth},
-		maxBody:  int64(cfg.HTTP.MaxBodyBytes),
-		hosts:    newHostAllowList(cfg.HostAllowList()),
-		origins:  map[string]bool{},
-		idle:     cfg.HTTP.SessionIdleTimeout.D(),
-		stopJan:  make(chan struct{}),
-		sessions: map[string]*httpSession{},
+		g:         opts.Gateway,
+		cfg:       cfg,
+		tokens:    opts.Tokens,
+		api:       opts.API,
+		reporters: opts.Reporters,
+		log:       opts.Logger,
+		lim:       jsonrpc.Limits{MaxBytes: cfg.Limits.MaxMessageBytes.Int(), MaxDepth: cfg.Limits.MaxDepth},
+		maxBody:   int64(cfg.HTTP.MaxBodyBytes),
+		hosts:     newHostAllowList(cfg.HostAllowList()),
+		origins:   map[string]bool{},
+		idle:      cfg.HTTP.SessionIdleTimeout.D(),
+		stopJan:   make(chan struct{}),
+		sessions:  map[string]*httpSession{},
 	}
 	for _, o := range cfg.HTTP.AllowedOrigins {
 		h.origins[strings.ToLower(o)] = true
@@ -118,6 +123,7 @@ func (h *HTTP) Handler() http.Handler {
 	// readyz names backends and their states: not for pages a rebinding
 	// attack could load, so Host and Origin are checked (no token needed).
 	r.With(h.checkHostOrigin).Get("/readyz", h.readyz)
+	r.With(h.checkHostOrigin).Get("/metrics", h.metrics)
 	r.Group(func(r chi.Router) {
 		r.Use(h.checkHostOrigin, h.authenticate)
 		r.Post("/mcp", h.post)
@@ -141,12 +147,21 @@ func (h *HTTP) readyz(w http.ResponseWriter, _ *http.Request) {
 	closing := h.closing
 	h.mu.Unlock()
 	body := struct {
-		Ready    bool                  `json:"ready"`
-		Sessions int                   `json:"sessions"`
-		Backends []proxy.BackendStatus `json:"backends"`
-	}{!closing, h.g.Sessions(), h.g.Status()}
+		Ready      bool                  `json:"ready"`
+		Sessions   int                   `json:"sessions"`
+		Backends   []proxy.BackendStatus `json:"backends"`
+		Components map[string]any        `json:"components,omitempty"`
+	}{Ready: !closing, Sessions: h.g.Sessions(), Backends: h.g.Status()}
+	for _, r := range h.reporters {
+		detail, ready := r.Status()
+		if body.Components == nil {
+			body.Components = map[string]any{}
+		}
+		body.Components[r.Name()] = detail
+		body.Ready = body.Ready && ready
+	}
 	w.Header().Set("Content-Type", "application/json")
-	if closing {
+	if !body.Ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	json.NewEncoder(w).Encode(body)
@@ -749,3 +764,12 @@ func (hs *httpSession) Send(m *jsonrpc.Message, related json.RawMessage) {
 }
 
 var _ proxy.Sink = (*httpSession)(nil)
+
+// metrics serves the reporters' metrics in the Prometheus text format.
+func (h *HTTP) metrics(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	fmt.Fprintf(w, "# HELP sallyport_sessions Open client sessions.\n# TYPE sallyport_sessions gauge\nsallyport_sessions %d\n", h.g.Sessions())
+	for _, r := range h.reporters {
+		r.WriteMetrics(w)
+	}
+}

@@ -50,6 +50,7 @@ func (s *Session) aggregate(kind string) routeFunc {
 		wg.Wait()
 
 		var entries []json.RawMessage
+		var origins []gateway.ListedEntry
 		version := s.ProtocolVersion()
 		for i, id := range ids {
 			for _, e := range lists[i] {
@@ -68,6 +69,7 @@ func (s *Session) aggregate(kind string) routeFunc {
 					}
 				}
 				entries = append(entries, adaptEntry(raw, version))
+				origins = append(origins, gateway.ListedEntry{Backend: id, Name: e.Name})
 			}
 		}
 		if offset > len(entries) {
@@ -75,6 +77,7 @@ func (s *Session) aggregate(kind string) routeFunc {
 		}
 		end := min(offset+s.g.pageSize, len(entries))
 
+		x.Listed = origins[offset:end]
 		var b bytes.Buffer
 		b.WriteString(`{"` + member + `":[`)
 		for i, raw := range entries[offset:end] {

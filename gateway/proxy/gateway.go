@@ -263,3 +263,26 @@ func (g *Gateway) resolveName(name string) (id, target string, ok bool) {
 	}
 	return "", "", false
 }
+
+// ListsChanged tells every initialized session that the tools, prompts
+// and resources lists changed: policy, which filters them per principal,
+// was replaced.
+func (g *Gateway) ListsChanged() {
+	g.mu.Lock()
+	sessions := make([]*Session, 0, len(g.sessions))
+	for s := range g.sessions {
+		sessions = append(sessions, s)
+	}
+	g.mu.Unlock()
+	for _, s := range sessions {
+		s.mu.Lock()
+		ready := s.state == stateInitialized
+		s.mu.Unlock()
+		if !ready {
+			continue
+		}
+		for _, m := range []string{"notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"} {
+			s.notifyClient("", jsonrpc.NewNotification(m, nil))
+		}
+	}
+}

@@ -175,12 +175,17 @@ func startOwnFixtureHTTP(t testing.TB, bin string) string {
 type conformanceBackend struct {
 	backendConfig
 	Unprefixed bool `json:"unprefixed,omitempty"`
+	// Trusted with every tool read-only: the embedded default policy then
+	// lets the anonymous conformance client use the whole server.
+	Trusted       bool     `json:"trusted,omitempty"`
+	ReadOnlyTools []string `json:"read_only_tools,omitempty"`
 }
 
 type conformanceConfig struct {
 	Listen   string               `json:"listen"`
 	Log      *logConfig           `json:"log,omitempty"`
 	Auth     *authConfig          `json:"auth"`
+	Policy   *policyConfig        `json:"policy,omitempty"`
 	Backends []conformanceBackend `json:"backends"`
 }
 
@@ -201,7 +206,8 @@ func conformanceGateway(t testing.TB, b backendConfig) *gateway {
 		Listen:   "127.0.0.1:0",
 		Log:      &logConfig{Level: "debug"},
 		Auth:     &authConfig{Anonymous: true, TokensFile: filepath.Join(g.dir, "tokens.json")},
-		Backends: []conformanceBackend{{backendConfig: b, Unprefixed: true}},
+		Policy:   &policyConfig{Timeout: e2ePolicyTimeout},
+		Backends: []conformanceBackend{{backendConfig: b, Unprefixed: true, Trusted: true, ReadOnlyTools: []string{"*"}}},
 	}
 	g.cfgPath = filepath.Join(g.dir, "sallyport.yaml")
 	write := func() []byte {

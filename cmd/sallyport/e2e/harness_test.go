@@ -226,8 +226,22 @@ type gwConfig struct {
 	Stdio    *stdioConfig    `json:"stdio,omitempty"`
 	Database string          `json:"database,omitempty"` // "": sallyport.db beside the config file
 	Audit    *auditConfig    `json:"audit,omitempty"`
+	Policy   *policyConfig   `json:"policy,omitempty"`
 	Backends []backendConfig `json:"backends"`
 }
+
+// policyConfig is the policy section; empty fields keep their defaults
+// (no paths: the embedded default policy).
+type policyConfig struct {
+	Paths   []string `json:"paths,omitempty"`
+	Timeout string   `json:"timeout,omitempty"`
+	Reload  string   `json:"reload,omitempty"`
+}
+
+// e2ePolicyTimeout is the evaluation deadline in end-to-end tests: the
+// race detector makes evaluation many times slower than in production,
+// and a loaded 2-core machine must not turn into spurious denials.
+const e2ePolicyTimeout = "2s"
 
 // auditConfig is the audit section; empty fields keep their defaults.
 type auditConfig struct {
@@ -289,6 +303,7 @@ func baseConfig(backends ...backendConfig) gwConfig {
 		},
 		Auth:     &authConfig{Anonymous: false},
 		Stdio:    &stdioConfig{Principal: "local"},
+		Policy:   &policyConfig{Timeout: e2ePolicyTimeout},
 		Backends: backends,
 	}
 }
