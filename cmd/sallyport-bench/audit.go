@@ -33,8 +33,10 @@ import (
 
 	"github.com/sallyport/sallyport/gateway"
 	"github.com/sallyport/sallyport/gateway/audit"
+	"github.com/sallyport/sallyport/gateway/config"
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
 	"github.com/sallyport/sallyport/gateway/sqlite"
+	"github.com/sallyport/sallyport/policy"
 )
 
 // Stage variants: the pipeline without the auditor's stages, and with them
@@ -43,9 +45,24 @@ const (
 	stageNone   = "none"
 	stageFull   = "audit-full"
 	stageNormal = "audit-normal"
+	// The policy stage alone, with the embedded default policy and with
+	// examples/policies.
+	stagePolicyDefault  = "policy-default"
+	stagePolicyExamples = "policy-examples"
 )
 
-var stageVariants = []string{stageNone, stageFull, stageNormal}
+var stageVariants = []string{stageNone, stageFull, stageNormal, stagePolicyDefault, stagePolicyExamples}
+
+// stagePolicy is the policy source of a stage variant (nil for none).
+func stagePolicy(variant string) *policy.Source {
+	switch variant {
+	case stagePolicyDefault:
+		return &policy.Source{}
+	case stagePolicyExamples:
+		return &policy.Source{Paths: []string{filepath.Join(repoRoot(), "examples", "policies")}}
+	}
+	return nil
+}
 
 // stageSync is the synchronous setting of a stage variant ("" for none).
 func stageSync(variant string) string {
@@ -71,6 +88,7 @@ var (
 	stageArgs   = json.RawMessage(`{"message":"sallyport-bench"}`)
 	stageParams = json.RawMessage(`{"name":"everything__echo","arguments":{"message":"sallyport-bench"}}`)
 	stageResult = json.RawMessage(`{"content":[{"type":"text","text":"Echo: sallyport-bench"}]}`)
+	stageDef    = json.RawMessage(`{"name":"echo","description":"Echoes back the input","inputSchema":{"type":"object","properties":{"message":{"type":"string","description":"Message to echo"}},"required":["message"]},"annotations":{"readOnlyHint":true}}`)
 )
 
 // stageRig is the gateway's pipeline in process, with the stages
@@ -92,7 +110,7 @@ type stageRig struct {
 // the database is created in dir with that setting and the other audit
 // settings at their defaults (arguments full, every notification).
 func newStageRig(ctx context.Context, dir, synchronous string) (*stageRig, error) {
-	r := &stageRig{principal: &gateway.Principal{ID: "anonymous", Anonymous: true}}
+	r := &stageRig{principal: &gateway.Principal{ID: "bench", Groups: []string{"dev"}, TokenID: "tok_bench"}}
 	for i := range 32 {
 		r.sessions = append(r.sessions, &gateway.SessionInfo{
 			ID: fmt.Sprintf("bench-session-%02d-0123456789abcdef", i), Transport: "http",
@@ -115,6 +133,32 @@ func newStageRig(ctx context.Context, dir, synchronous string) (*stageRig, error
 	return r, nil
 }
 
+// newVariantRig builds the rig of a stage variant, its database (if any)
+// in dir.
+func newVariantRig(ctx context.Context, dir, variant string) (*stageRig, error) {
+	if src := stagePolicy(variant); src != nil {
+		return newPolicyRig(ctx, *src)
+	}
+	return newStageRig(ctx, dir, stageSync(variant))
+}
+
+// newPolicyRig builds a rig whose chain is the LogStage and the policy
+// stage with the policy src names, without audit.
+func newPolicyRig(ctx context.Context, src policy.Source) (*stageRig, error) {
+	r, err := newStageRig(ctx, "", "")
+	if err != nil {
+		return nil, err
+	}
+	p, err := policy.NewStage(ctx, policy.Options{Source: src, Backends: []config.Backend{
+		{ID: "everything", Transport: config.TransportStdio, Trusted: true, ReadOnlyTools: []string{"echo"}},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	r.chain = gateway.Chain(gateway.LogStage{Logger: slog.New(slog.DiscardHandler)}, p)
+	return r, nil
+}
+
 func deliverNothing(context.Context, *gateway.Exchange) error { return nil }
 
 // call sends one tools/call request and then its result through the chain.
@@ -125,7 +169,7 @@ func (r *stageRig) call(ctx context.Context) error {
 	x := gateway.NewExchange(deliverNothing)
 	x.Direction, x.Kind, x.Method, x.Message = gateway.ClientToBackend, gateway.KindRequest, msg.Method, msg
 	x.Principal, x.Session = r.principal, sess
-	x.Backend, x.Target, x.Arguments = "everything", "echo", stageArgs
+	x.Backend, x.Target, x.Arguments, x.Definition = "everything", "echo", stageArgs, stageDef
 	if err := r.chain.Handle(ctx, x); err != nil {
 		return fmt.Errorf("request: %w", err)
 	}
@@ -181,7 +225,7 @@ func rowsDuring(rows int64, s Summary) *AuditRows {
 // concurrent workload on a rig of its own.
 func (h *harness) measureStage(ctx context.Context, variant string) *StageResult {
 	res := &StageResult{Variant: variant, Synchronous: stageSync(variant)}
-	rig, err := newStageRig(ctx, h.dbDir, res.Synchronous)
+	rig, err := newVariantRig(ctx, h.dbDir, variant)
 	if err != nil {
 		res.Error = err.Error()
 		return res

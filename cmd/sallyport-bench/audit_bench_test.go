@@ -52,7 +52,7 @@ func BenchmarkAuditStage(b *testing.B) {
 
 func benchRig(b *testing.B, variant string) *stageRig {
 	b.Helper()
-	rig, err := newStageRig(b.Context(), b.TempDir(), stageSync(variant))
+	rig, err := newVariantRig(b.Context(), b.TempDir(), variant)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,7 +16,7 @@ func TestStageRig(t *testing.T) {
 	for _, v := range stageVariants {
 		t.Run(fmt.Sprintf("variant %s writes two rows a call and a chain that verifies", v), func(t *testing.T) {
 			ctx := t.Context()
-			rig, err := newStageRig(ctx, t.TempDir(), stageSync(v))
+			rig, err := newVariantRig(ctx, t.TempDir(), v)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -28,7 +28,7 @@ func TestStageRig(t *testing.T) {
 			if s.Calls != 30 || s.Errors != 0 {
 				t.Fatalf("workload = %+v", s)
 			}
-			if v == stageNone {
+			if v == stageNone || stagePolicy(v) != nil {
 				if rig.path != "" || rows != nil {
 					t.Fatalf("the pipeline without audit has a database %q or counted rows %+v", rig.path, rows)
 				}
@@ -55,7 +55,7 @@ func TestStageRig(t *testing.T) {
 				case gateway.KindRequest.String():
 					requests++
 					reqSeqs[r.Seq] = true
-					if r.Arguments != string(stageArgs) || r.Target != "echo" || r.Principal != "anonymous" {
+					if r.Arguments != string(stageArgs) || r.Target != "echo" || r.Principal != "bench" {
 						return fmt.Errorf("request row %d: %+v", r.Seq, r)
 					}
 				case gateway.KindResult.String():
@@ -140,6 +140,8 @@ func TestAuditGoals(t *testing.T) {
 				stageNone:   {Sequential: seq(0.6, 300000), Concurrent: seq(0.5, 400000)},
 				stageFull:   {Sequential: seq(280.6, 3000), Concurrent: seq(1300, 20000), RowsConcurrent: &AuditRows{RowsPerSec: 40000}},
 				stageNormal: {Sequential: seq(40.6, 10000), Concurrent: seq(700, 25000), RowsConcurrent: &AuditRows{RowsPerSec: 50000}},
+				stagePolicyDefault:  {Sequential: seq(30.6, 30000), Concurrent: seq(60, 50000)},
+				stagePolicyExamples: {Sequential: seq(60.6, 15000), Concurrent: seq(120, 30000)},
 			},
 			Store: &StoreResult{
 				ExportJSONL: &CommandResult{RowsPerSec: 250000},
@@ -162,6 +164,8 @@ func TestAuditGoals(t *testing.T) {
 		{"stage full added p50", x.StageFullAddedP50US, 280},
 		{"stage normal added p50", x.StageNormalAddedP50US, 40},
 		{"stage full rows/s", x.StageFullRowsPerSec, 40000},
+		{"policy default added p50", x.PolicyDefaultAddedP50US, 30},
+		{"policy examples added p50", x.PolicyExamplesAddedP50US, 60},
 	} {
 		if c.got == nil || *c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
@@ -170,7 +174,7 @@ func TestAuditGoals(t *testing.T) {
 	if x.VerifyRowsPerSec != nil {
 		t.Errorf("a failed verify has a rate: %v", *x.VerifyRowsPerSec)
 	}
-	want := []string{"PASS", "PASS", "MISS", "MISS", "MISS", "PASS", "PASS", "MISS", "N/A"}
+	want := []string{"PASS", "PASS", "MISS", "MISS", "MISS", "PASS", "PASS", "MISS", "PASS", "MISS", "N/A"}
 	if len(r.Audit.Goals) != len(want) {
 		t.Fatalf("%d goals, want %d", len(r.Audit.Goals), len(want))
 	}
