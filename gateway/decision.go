@@ -27,6 +27,10 @@ type Decision struct {
 	Reasons []string
 	// Rules are the ids of the rules that decided.
 	Rules []string
+	// Detail is what went wrong when the evaluation itself failed (OPA's
+	// error text, which may quote input or data). It is recorded in the
+	// audit log and never sent to the client.
+	Detail string
 	// PolicyVersion identifies the policy set that decided: the hash of
 	// its files.
 	PolicyVersion string

@@ -124,6 +124,9 @@ type ListedEntry struct {
 	// Name is the entry's name as the backend knows it (tools and
 	// prompts), or its URI or URI template (resources).
 	Name string
+	// Definition is the entry as the backend listed it (before the
+	// gateway renamed or adapted it): what a call to it would see.
+	Definition json.RawMessage
 }
 
 // NewExchange returns an exchange whose final step, after every stage has

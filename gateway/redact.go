@@ -86,7 +86,7 @@ func ParsePath(s string) (Path, error) {
 				return Path{}, fmt.Errorf("path %q: missing ']' at offset %d", s, i)
 			}
 			n, err := strconv.Atoi(s[i+1 : i+j])
-			if err != nil || n < 0 {
+			if err != nil || n < 0 || s[i+1] < '0' || s[i+1] > '9' {
 				return Path{}, fmt.Errorf("path %q: bad index %q", s, s[i+1:i+j])
 			}
 			p.steps = append(p.steps, pathStep{kind: stepIndex, index: n})
@@ -94,6 +94,9 @@ func ParsePath(s string) (Path, error) {
 		default:
 			return Path{}, fmt.Errorf("path %q: unexpected %q at offset %d", s, s[i], i)
 		}
+	}
+	if len(p.steps) == 0 {
+		return Path{}, fmt.Errorf("path %q names the whole %s: name a value inside it", s, p.root)
 	}
 	return p, nil
 }

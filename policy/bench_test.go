@@ -84,3 +84,20 @@ func BenchmarkEvalTrivial(b *testing.B) {
 		set.Eval(context.Background(), doc)
 	}
 }
+
+func BenchmarkEvalExamples(b *testing.B) {
+	st, err := NewStage(context.Background(), Options{Source: Source{Paths: []string{"../examples/policies"}},
+		Backends: []config.Backend{{ID: "docs", Transport: "stdio", Labels: map[string]string{"kind": "filesystem"}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	doc, err := st.inputs.Build(benchExchange())
+	if err != nil {
+		b.Fatal(err)
+	}
+	set := st.Current()
+	b.ReportAllocs()
+	for b.Loop() {
+		set.Eval(context.Background(), doc)
+	}
+}

@@ -24,9 +24,25 @@ func (s *Set) Eval(ctx context.Context, input ast.Value) *gateway.Decision {
 		d, err = parseDecision(v)
 	}
 	if err != nil {
-		d = &gateway.Decision{Reasons: []string{err.Error()}, Rules: []string{RuleError}}
+		d = failed(err)
 	}
 	d.PolicyVersion = s.version
+	return d
+}
+
+// evalError is an evaluation failure whose detail (OPA's error text) may
+// quote input or data: the client gets Short only.
+type evalError struct{ short, detail string }
+
+func (e *evalError) Error() string { return e.short + ": " + e.detail }
+
+// failed is the denial an evaluation failure gives.
+func failed(err error) *gateway.Decision {
+	d := &gateway.Decision{Reasons: []string{err.Error()}, Rules: []string{RuleError}}
+	var ee *evalError
+	if errors.As(err, &ee) {
+		d.Reasons, d.Detail = []string{ee.short}, ee.detail
+	}
 	return d
 }
 
@@ -37,7 +53,7 @@ const RuleError = "sallyport/policy-error"
 func (s *Set) eval(ctx context.Context, input ast.Value) (v any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("policy evaluation failed: panic: %v", r)
+			err = &evalError{"policy evaluation failed", fmt.Sprintf("panic: %v", r)}
 		}
 	}()
 	rs, err := s.query.Eval(ctx, rego.EvalParsedInput(input))
@@ -48,7 +64,7 @@ func (s *Set) eval(ctx context.Context, input ast.Value) (v any, err error) {
 		case ctx.Err() != nil:
 			return nil, errors.New("policy evaluation was cancelled")
 		}
-		return nil, fmt.Errorf("policy evaluation failed: %v", err)
+		return nil, &evalError{"policy evaluation failed", err.Error()}
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return nil, errors.New("policy decision is undefined")
@@ -105,6 +121,13 @@ func parseDecision(v any) (*gateway.Decision, error) {
 		}
 	}
 	d.Allow = allow && len(denyReasons) == 0
+	if d.Allow && d.Approval != nil {
+		reason := "approval required"
+		if d.Approval.Reason != "" {
+			reason += ": " + d.Approval.Reason
+		}
+		d.Reasons = append(d.Reasons, reason)
+	}
 	if !d.Allow {
 		d.Approval, d.Redact = nil, nil
 		if len(denyReasons) > 0 {
@@ -195,7 +218,7 @@ func (s *Set) EvalDocument(ctx context.Context, doc ast.Value) (raw any, d *gate
 		d, err = parseDecision(raw)
 	}
 	if err != nil {
-		d = &gateway.Decision{Reasons: []string{err.Error()}, Rules: []string{RuleError}}
+		d = failed(err)
 	}
 	d.PolicyVersion = s.version
 	return raw, d

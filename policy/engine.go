@@ -102,7 +102,7 @@ func (s *Set) Version() string { return s.version }
 // Source describes where the set was loaded from.
 func (s *Set) Source() string { return s.source }
 
-// Files are the policy and data files of the set, sorted.
+// Files are the policy and data files the set was loaded from, sorted.
 func (s *Set) Files() []string { return s.files }
 
 // LoadError is a policy that failed to load or compile. Its message names
@@ -120,7 +120,7 @@ func (e *LoadError) Unwrap() error { return e.Err }
 // with a *LoadError when a file cannot be read or parsed, when the set
 // does not compile, or when it uses a forbidden built-in.
 func Load(ctx context.Context, src Source) (*Set, error) {
-	res, err := loadFiles(src, false)
+	res, files, err := loadFiles(src, false)
 	if err != nil {
 		return nil, &LoadError{Source: src.String(), Err: err}
 	}
@@ -128,11 +128,13 @@ func Load(ctx context.Context, src Source) (*Set, error) {
 	if err != nil {
 		return nil, &LoadError{Source: src.String(), Err: err}
 	}
+	s.files = files
 	return s, nil
 }
 
-// loadFiles reads src's files; withTests keeps the _test.rego files.
-func loadFiles(src Source, withTests bool) (*loader.Result, error) {
+// loadFiles reads src's files; withTests keeps the _test.rego files. It
+// returns the files read, sorted.
+func loadFiles(src Source, withTests bool) (*loader.Result, []string, error) {
 	l := loader.NewFileLoader().WithRegoVersion(ast.RegoV1).WithCapabilities(capabilities)
 	paths := src.Paths
 	if len(paths) == 0 {
@@ -142,18 +144,27 @@ func loadFiles(src Source, withTests bool) (*loader.Result, error) {
 		for _, p := range paths {
 			if strings.Contains(p, ":") {
 				// The loader would read "a.b:/path" as a data prefix.
-				return nil, fmt.Errorf("path %q: a policy path must not contain ':'", p)
+				return nil, nil, fmt.Errorf("path %q: a policy path must not contain ':'", p)
 			}
 		}
 	}
-	res, err := l.Filtered(paths, fileFilter(withTests))
+	var files []string
+	filter := fileFilter(withTests)
+	res, err := l.Filtered(paths, func(abspath string, info fs.FileInfo, depth int) bool {
+		skip := filter(abspath, info, depth)
+		if !skip && !info.IsDir() {
+			files = append(files, abspath)
+		}
+		return skip
+	})
 	if err != nil {
-		return nil, explain(err)
+		return nil, nil, explain(err)
 	}
 	if len(res.Modules) == 0 {
-		return nil, errors.New("no .rego files found")
+		return nil, nil, errors.New("no .rego files found")
 	}
-	return res, nil
+	sort.Strings(files)
+	return res, slices.Compact(files), nil
 }
 
 // fileFilter skips hidden files and directories, files that are neither
@@ -206,11 +217,11 @@ func compile(ctx context.Context, src Source, res *loader.Result) (*Set, error) 
 	if !defines(res.Modules, q) {
 		return nil, fmt.Errorf("no rule defines %s", q)
 	}
-	version, files, err := hashSet(res, names)
+	version, err := hashSet(res, names)
 	if err != nil {
 		return nil, err
 	}
-	return &Set{query: pq, version: version, source: src.String(), files: files}, nil
+	return &Set{query: pq, version: version, source: src.String()}, nil
 }
 
 // defines reports whether some module has a rule whose path is q, or a
@@ -232,9 +243,8 @@ func defines(mods map[string]*loader.RegoFile, q string) bool {
 
 // hashSet returns the version of a loaded set: the SHA-256 of its modules'
 // names and bytes and of its data as canonical JSON.
-func hashSet(res *loader.Result, names []string) (string, []string, error) {
+func hashSet(res *loader.Result, names []string) (string, error) {
 	h := sha256.New()
-	files := slices.Clone(names)
 	for _, name := range names {
 		fmt.Fprintf(h, "module %d %s\n", len(name), name)
 		raw := res.Modules[name].Raw
@@ -243,11 +253,11 @@ func hashSet(res *loader.Result, names []string) (string, []string, error) {
 	}
 	data, err := json.Marshal(res.Documents) // map keys sorted
 	if err != nil {
-		return "", nil, fmt.Errorf("encode data: %w", err)
+		return "", fmt.Errorf("encode data: %w", err)
 	}
 	fmt.Fprintf(h, "data %d\n", len(data))
 	h.Write(data)
-	return hex.EncodeToString(h.Sum(nil)), files, nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // explain adds the reason to errors about the forbidden built-ins, which

@@ -167,9 +167,9 @@ func (in *Inputs) Listing(x *gateway.Exchange, list string, origin gateway.Liste
 	name, _ := jsonrpc.Unquote(rawName)
 	switch list {
 	case "tools/list":
-		doc.Insert(keyTool, in.tool(name, origin.Backend, origin.Name, entry))
+		doc.Insert(keyTool, in.tool(name, origin.Backend, origin.Name, origin.Definition))
 	case "prompts/list":
-		doc.Insert(keyPrompt, prompt(name, origin.Name, entry))
+		doc.Insert(keyPrompt, prompt(name, origin.Name, origin.Definition))
 	case "resources/list":
 		doc.Insert(keyResource, ast.ObjectTerm(ast.Item(ast.StringTerm("uri"), ast.StringTerm(origin.Name))))
 	default:

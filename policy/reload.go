@@ -42,7 +42,10 @@ func (s *Stage) Reload(ctx context.Context, force bool) error {
 	s.reload.Lock()
 	defer s.reload.Unlock()
 	sig, err := signature(s.src.Paths)
-	if err == nil && sig == s.sig && !force {
+	if err != nil {
+		sig = "\x00unreadable: " + err.Error() // a path that stays unreadable is reported once
+	}
+	if sig == s.sig && !force {
 		return nil
 	}
 	if err == nil {

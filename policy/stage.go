@@ -126,7 +126,11 @@ func (s *Stage) decide(ctx context.Context, set *Set, x *gateway.Exchange) *gate
 		return &gateway.Decision{Reasons: []string{"policy input could not be built: " + err.Error()}, Rules: []string{RuleError}, PolicyVersion: set.version}
 	}
 	d := s.evalDoc(ctx, set, doc)
-	d.Input = Recorded(doc)
+	if x.Kind != gateway.KindResult {
+		// Replay evaluates requests, server requests and notifications;
+		// a result's content is not recorded, so neither is its input.
+		d.Input = Recorded(doc)
+	}
 	return d
 }
 
@@ -157,6 +161,14 @@ func (s *Stage) redact(x *gateway.Exchange, d *gateway.Decision) {
 	if len(x.Arguments) > 0 {
 		x.Arguments, _ = jsonrpc.Member(m.Params, "arguments")
 	}
+	if len(d.Input) > 0 {
+		// The audit row keeps what is forwarded, never what was redacted.
+		if doc, err := s.inputs.Build(x); err == nil {
+			d.Input = Recorded(doc)
+		} else {
+			d.Input = nil
+		}
+	}
 	d.Reasons = append(d.Reasons, fmt.Sprintf("redacted %d value(s)", n))
 }
 
@@ -171,6 +183,9 @@ var listMember = map[string]string{
 // arguments, would be allowed (perhaps after an approval).
 func (s *Stage) filterList(ctx context.Context, set *Set, x *gateway.Exchange) error {
 	member := listMember[x.Method]
+	if x.Message == nil {
+		return nil
+	}
 	arr, ok := jsonrpc.Member(x.Message.Result, member)
 	if !ok {
 		return nil // an error answer, or nothing listed

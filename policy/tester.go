@@ -33,7 +33,7 @@ type TestSummary struct {
 // load or compile.
 func Test(ctx context.Context, src Source, w io.Writer, opts TestOptions) (TestSummary, error) {
 	var sum TestSummary
-	res, err := loadFiles(src, true)
+	res, _, err := loadFiles(src, true)
 	if err != nil {
 		return sum, &LoadError{Source: src.String(), Err: err}
 	}

@@ -137,9 +137,9 @@ func TestAuditGoals(t *testing.T) {
 		},
 		Audit: &AuditReport{
 			Stage: map[string]*StageResult{
-				stageNone:   {Sequential: seq(0.6, 300000), Concurrent: seq(0.5, 400000)},
-				stageFull:   {Sequential: seq(280.6, 3000), Concurrent: seq(1300, 20000), RowsConcurrent: &AuditRows{RowsPerSec: 40000}},
-				stageNormal: {Sequential: seq(40.6, 10000), Concurrent: seq(700, 25000), RowsConcurrent: &AuditRows{RowsPerSec: 50000}},
+				stageNone:           {Sequential: seq(0.6, 300000), Concurrent: seq(0.5, 400000)},
+				stageFull:           {Sequential: seq(280.6, 3000), Concurrent: seq(1300, 20000), RowsConcurrent: &AuditRows{RowsPerSec: 40000}},
+				stageNormal:         {Sequential: seq(40.6, 10000), Concurrent: seq(700, 25000), RowsConcurrent: &AuditRows{RowsPerSec: 50000}},
 				stagePolicyDefault:  {Sequential: seq(30.6, 30000), Concurrent: seq(60, 50000)},
 				stagePolicyExamples: {Sequential: seq(60.6, 15000), Concurrent: seq(120, 30000)},
 			},

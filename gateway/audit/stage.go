@@ -296,6 +296,9 @@ func (a *Auditor) decision(r *gateway.AuditRecord, d *gateway.Decision) {
 	}
 	r.Decision = d.Verdict()
 	r.Reasons = d.Reasons
+	if d.Detail != "" {
+		r.Reasons = append(slices.Clip(r.Reasons), clip(d.Detail))
+	}
 	r.Rules = d.Rules
 	r.PolicyVersion = d.PolicyVersion
 	if len(d.Input) > 0 {

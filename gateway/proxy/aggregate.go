@@ -69,7 +69,7 @@ func (s *Session) aggregate(kind string) routeFunc {
 					}
 				}
 				entries = append(entries, adaptEntry(raw, version))
-				origins = append(origins, gateway.ListedEntry{Backend: id, Name: e.Name})
+				origins = append(origins, gateway.ListedEntry{Backend: id, Name: e.Name, Definition: e.Raw})
 			}
 		}
 		if offset > len(entries) {
