@@ -151,16 +151,21 @@ func (in *Inputs) Build(x *gateway.Exchange) (ast.Object, error) {
 	return doc, nil
 }
 
-// listCall names the call each aggregated list's entries stand for.
-var listCall = map[string]string{"tools/list": "tools/call", "prompts/list": "prompts/get",
-	"resources/list": "resources/read", "resources/templates/list": "resources/read"}
+// aggregatedLists describes the lists the gateway aggregates: the member
+// holding the entries in the result, and the call each entry stands for.
+var aggregatedLists = map[string]struct{ member, call string }{
+	"tools/list":               {"tools", "tools/call"},
+	"prompts/list":             {"prompts", "prompts/get"},
+	"resources/list":           {"resources", "resources/read"},
+	"resources/templates/list": {"resourceTemplates", "resources/read"},
+}
 
 // Listing returns the input for deciding whether entry, listed by the
 // backend origin names, is shown to x's principal: the input of a call to
 // it (tools/call, prompts/get, resources/read) with input.listing true,
 // and no arguments.
 func (in *Inputs) Listing(x *gateway.Exchange, list string, origin gateway.ListedEntry, entry json.RawMessage) ast.Object {
-	doc := in.base(gateway.ClientToBackend, gateway.KindRequest, listCall[list], x)
+	doc := in.base(gateway.ClientToBackend, gateway.KindRequest, aggregatedLists[list].call, x)
 	doc.Insert(keyListing, ast.InternedTerm(true))
 	doc.Insert(keyBackend, in.backend(origin.Backend))
 	rawName, _ := jsonrpc.Member(entry, "name")

@@ -109,7 +109,7 @@ func (s *Stage) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Ha
 	if len(d.Redact) > 0 && x.Message != nil {
 		s.redact(x, d)
 	}
-	if x.Kind == gateway.KindResult && x.Direction == gateway.BackendToClient && x.Request != nil && listMember[x.Method] != "" {
+	if x.Kind == gateway.KindResult && x.Direction == gateway.BackendToClient && x.Request != nil && aggregatedLists[x.Method].member != "" {
 		if err := s.filterList(ctx, set, x); err != nil {
 			return err
 		}
@@ -172,17 +172,11 @@ func (s *Stage) redact(x *gateway.Exchange, d *gateway.Decision) {
 	d.Reasons = append(d.Reasons, fmt.Sprintf("redacted %d value(s)", n))
 }
 
-// listMember names the array in each aggregated list's result.
-var listMember = map[string]string{
-	"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
-	"resources/templates/list": "resourceTemplates",
-}
-
 // filterList removes from a list result the entries policy would not let
 // x's principal use: an entry is shown when a call to it, without
 // arguments, would be allowed (perhaps after an approval).
 func (s *Stage) filterList(ctx context.Context, set *Set, x *gateway.Exchange) error {
-	member := listMember[x.Method]
+	member := aggregatedLists[x.Method].member
 	if x.Message == nil {
 		return nil
 	}

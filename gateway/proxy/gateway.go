@@ -159,13 +159,7 @@ func (g *Gateway) knownCaps(id string) (backend.InitResult, bool) {
 func (g *Gateway) sharedNotification(l *backend.Leg, msg *jsonrpc.Message) {
 	switch msg.Method {
 	case "notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed":
-		g.mu.Lock()
-		sessions := make([]*Session, 0, len(g.sessions))
-		for s := range g.sessions {
-			sessions = append(sessions, s)
-		}
-		g.mu.Unlock()
-		for _, s := range sessions {
+		for _, s := range g.sessionList() {
 			s.listChanged(l, msg.Method)
 		}
 	case "notifications/resources/updated":
@@ -268,13 +262,7 @@ func (g *Gateway) resolveName(name string) (id, target string, ok bool) {
 // and resources lists changed: policy, which filters them per principal,
 // was replaced.
 func (g *Gateway) ListsChanged() {
-	g.mu.Lock()
-	sessions := make([]*Session, 0, len(g.sessions))
-	for s := range g.sessions {
-		sessions = append(sessions, s)
-	}
-	g.mu.Unlock()
-	for _, s := range sessions {
+	for _, s := range g.sessionList() {
 		s.mu.Lock()
 		ready := s.state == stateInitialized
 		s.mu.Unlock()
@@ -285,4 +273,15 @@ func (g *Gateway) ListsChanged() {
 			s.notifyClient("", jsonrpc.NewNotification(m, nil))
 		}
 	}
+}
+
+// sessionList returns the open sessions, copied out under the lock.
+func (g *Gateway) sessionList() []*Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	sessions := make([]*Session, 0, len(g.sessions))
+	for s := range g.sessions {
+		sessions = append(sessions, s)
+	}
+	return sessions
 }
