@@ -79,9 +79,12 @@ type AuditRecord struct {
 	// arguments (in Arguments) and the result: what `sallyport policy
 	// replay` evaluates a candidate policy on.
 	PolicyInput string
-	Outcome     string
-	ErrorCode   int64
-	Error       string
+	// Findings are the DLP findings as AuditFindingsText writes them:
+	// detector, path, span and action, never the values.
+	Findings  string
+	Outcome   string
+	ErrorCode int64
+	Error     string
 	// LatencyMicros is, for a result, the time from the request entering
 	// the gateway to its answer.
 	LatencyMicros int64
@@ -108,7 +111,7 @@ type AuditRecord struct {
 func (r *AuditRecord) Sanitize() {
 	for _, p := range []*string{&r.Session, &r.Transport, &r.ProtocolVersion, &r.ClientName, &r.ClientVersion,
 		&r.Principal, &r.TokenID, &r.Direction, &r.Kind, &r.Method, &r.MessageID, &r.Backend, &r.Target,
-		&r.Arguments, &r.Decision, &r.PolicyVersion, &r.PolicyInput, &r.Outcome, &r.Error} {
+		&r.Arguments, &r.Decision, &r.PolicyVersion, &r.PolicyInput, &r.Findings, &r.Outcome, &r.Error} {
 		if !utf8.ValidString(*p) {
 			*p = strings.ToValidUTF8(*p, "\uFFFD")
 		}
@@ -169,6 +172,7 @@ func (r *AuditRecord) AppendCanonical(b []byte) []byte {
 	str("direction", r.Direction)
 	str("error", r.Error)
 	num("error_code", r.ErrorCode)
+	str("findings", r.Findings)
 	str("kind", r.Kind)
 	num("latency_us", r.LatencyMicros)
 	str("message_id", r.MessageID)

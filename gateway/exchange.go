@@ -113,6 +113,9 @@ type Exchange struct {
 	// entry of its answer came from, in the answer's order. The routing
 	// step fills it in; the policy stage filters the answer by it.
 	Listed []ListedEntry
+	// Findings are what the DLP stage found in the message (after its
+	// redactions, the message no longer holds the values).
+	Findings []Finding
 
 	deliver func(ctx context.Context, x *Exchange) error
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
 )
 
-// Path names values inside a message, for redaction: a root ("params" or
-// "result") followed by steps. A step is .name (letters, digits, _ and -),
+// Path names values inside a message, for redaction: a root ("params",
+// "result" or "error") followed by steps. A step is .name (letters, digits, _ and -),
 // ["any name"] (a JSON string), [n] (an array index), [*] (every element)
 // or .* (every member). Examples: params.arguments.password,
 // result.content[*].text, result.structuredContent["e-mail"].
@@ -47,8 +47,8 @@ func ParsePath(s string) (Path, error) {
 		i++
 	}
 	p.root = s[:i]
-	if p.root != "params" && p.root != "result" {
-		return Path{}, fmt.Errorf("path %q must start with params or result", s)
+	if p.root != "params" && p.root != "result" && p.root != "error" {
+		return Path{}, fmt.Errorf("path %q must start with params, result or error", s)
 	}
 	for i < len(s) {
 		switch {
@@ -112,15 +112,51 @@ var Redacted = json.RawMessage(`"[REDACTED]"`)
 // replacement, and how many values it replaced. Paths that name nothing
 // in m are skipped. m is not changed.
 func RedactMessage(m *jsonrpc.Message, paths []Path, replacement json.RawMessage) (*jsonrpc.Message, int) {
+	rs := make([]Replacement, len(paths))
+	for i, p := range paths {
+		rs[i] = Replacement{Path: p, Value: replacement}
+	}
+	return ReplaceValues(m, rs)
+}
+
+// Replacement is a value to put in place of the one at Path.
+type Replacement struct {
+	Path Path
+	// Value is JSON; under error.message it must be a JSON string.
+	Value json.RawMessage
+}
+
+// ReplaceValues returns a copy of m with each replacement applied, and how
+// many values it replaced. It is the one redaction code of the gateway:
+// policy's redact paths and the DLP stage's redactions both go through
+// it. Paths that name nothing in m are skipped. m is not changed.
+func ReplaceValues(m *jsonrpc.Message, rs []Replacement) (*jsonrpc.Message, int) {
 	out := *m
 	n := 0
-	for _, p := range paths {
+	for _, r := range rs {
+		p := r.Path
 		var k int
 		switch p.root {
 		case "params":
-			out.Params, k = replaceAt(out.Params, p.steps, replacement)
+			out.Params, k = replaceAt(out.Params, p.steps, r.Value)
 		case "result":
-			out.Result, k = replaceAt(out.Result, p.steps, replacement)
+			out.Result, k = replaceAt(out.Result, p.steps, r.Value)
+		case "error":
+			if out.Error == nil || p.steps[0].kind != stepMember {
+				break
+			}
+			e := *out.Error
+			switch p.steps[0].name {
+			case "message":
+				if s, ok := jsonrpc.Unquote(r.Value); ok && len(p.steps) == 1 {
+					e.Message, k = s, 1
+				}
+			case "data":
+				e.Data, k = replaceAt(e.Data, p.steps[1:], r.Value)
+			}
+			if k > 0 {
+				out.Error = &e
+			}
 		}
 		n += k
 	}
@@ -196,4 +232,35 @@ func replaceAt(raw json.RawMessage, steps []pathStep, replacement json.RawMessag
 	}
 	b.WriteByte(']')
 	return b.Bytes(), total
+}
+
+// Covers reports whether q names a value at or inside one that p names:
+// p may hold wildcards ([*], .*), q is a concrete path such as a DLP
+// finding's.
+func (p Path) Covers(q Path) bool {
+	if p.root != q.root || len(q.steps) < len(p.steps) {
+		return false
+	}
+	for i, s := range p.steps {
+		t := q.steps[i]
+		switch s.kind {
+		case stepMember:
+			if t.kind != stepMember || t.name != s.name {
+				return false
+			}
+		case stepAllMembers:
+			if t.kind != stepMember {
+				return false
+			}
+		case stepIndex:
+			if t.kind != stepIndex || t.index != s.index {
+				return false
+			}
+		case stepAllElements:
+			if t.kind != stepIndex {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -39,12 +39,11 @@ func TestParsePath(t *testing.T) {
 		{name: "valid / steps back to back", path: "params.m[0][*].*[1]", root: "params",
 			steps: []pathStep{{name: "m"}, {kind: stepIndex}, {kind: stepAllElements}, {kind: stepAllMembers}, {kind: stepIndex, index: 1}}},
 
-		{name: "invalid / empty", path: "", err: `path "" must start with params or result`},
-		{name: "invalid / another root", path: "foo.bar", err: `path "foo.bar" must start with params or result`},
-		{name: "invalid / a root in another case", path: "Params.x", err: "must start with params or result"},
-		{name: "invalid / a root with a suffix", path: "paramsx.y", err: "must start with params or result"},
-		{name: "invalid / a step first", path: ".params", err: "must start with params or result"},
-		{name: "invalid / the error member", path: "error.message", err: "must start with params or result"},
+		{name: "invalid / empty", path: "", err: `path "" must start with params, result or error`},
+		{name: "invalid / another root", path: "foo.bar", err: `path "foo.bar" must start with params, result or error`},
+		{name: "invalid / a root in another case", path: "Params.x", err: "must start with params, result or error"},
+		{name: "invalid / a root with a suffix", path: "paramsx.y", err: "must start with params, result or error"},
+		{name: "invalid / a step first", path: ".params", err: "must start with params, result or error"},
 		{name: "invalid / a trailing dot", path: "params.", err: `path "params.": a name must follow '.' at offset 6`},
 		{name: "invalid / two dots", path: "params..a", err: "a name must follow '.' at offset 6"},
 		{name: "invalid / a space", path: "params.a b", err: `unexpected ' ' at offset 8`},
@@ -261,6 +260,213 @@ func TestRedactMessage(t *testing.T) {
 		}
 		if string(m.Params) != `{"a":"secret","b":[1,2]}` || strings.Trim(string(spare[len(buf):]), "#") != "" {
 			t.Errorf("the input's backing array was written to")
+		}
+	})
+}
+
+func TestReplaceValues(t *testing.T) {
+	quoted := func(s string) json.RawMessage { return jsonrpc.Quote(s) }
+	rep := func(path string, v json.RawMessage) Replacement {
+		return Replacement{Path: mustPaths(t, path)[0], Value: v}
+	}
+	errMsg := func(message, data string) *jsonrpc.Message {
+		var d json.RawMessage
+		if data != "" {
+			d = json.RawMessage(data)
+		}
+		return jsonrpc.NewError(json.RawMessage(`3`), -32000, message, d)
+	}
+	tests := []struct {
+		name    string
+		msg     *jsonrpc.Message
+		rs      []Replacement
+		n       int
+		params  string // "" for unchanged
+		result  string // "" for unchanged
+		message string // the error message; "" for unchanged
+		data    string // the error data; "" for unchanged
+	}{
+		{name: "error / the message", msg: errMsg("token ghp_x here", ""),
+			rs: []Replacement{rep("error.message", quoted("token [REDACTED:github-pat] here"))}, n: 1,
+			message: "token [REDACTED:github-pat] here"},
+		{name: "error / the message with escapes", msg: errMsg("a\"b", ""),
+			rs: []Replacement{rep("error.message", quoted("line\n\"quoted\" \u00e9"))}, n: 1,
+			message: "line\n\"quoted\" \u00e9"},
+		{name: "error / the message needs a JSON string", msg: errMsg("m", ""),
+			rs: []Replacement{rep("error.message", json.RawMessage(`{"a":1}`)), rep("error.message", json.RawMessage(`12`))}, n: 0},
+		{name: "error / nothing below the message", msg: errMsg("m", ""),
+			rs: []Replacement{rep("error.message.x", quoted("y"))}, n: 0},
+		{name: "error / a member of the data", msg: errMsg("m", `{"x":"s1","y":{"z":"s2"},"k":[1,"s3"]}`),
+			rs: []Replacement{rep("error.data.x", quoted("[R]")), rep("error.data.y.z", quoted("[R]")), rep("error.data.k[1]", quoted("[R]"))}, n: 3,
+			data: `{"x":"[R]","y":{"z":"[R]"},"k":[1,"[R]"]}`},
+		{name: "error / the whole data", msg: errMsg("m", `"secret data"`),
+			rs: []Replacement{rep("error.data", quoted("[R]"))}, n: 1, data: `"[R]"`},
+		{name: "error / wildcards in the data", msg: errMsg("m", `{"a":["s1","s2"],"b":"s3"}`),
+			rs: []Replacement{rep("error.data.a[*]", quoted("[R]")), rep("error.data.*", quoted("[S]"))}, n: 4,
+			data: `{"a":"[S]","b":"[S]"}`},
+		{name: "error / message and data together", msg: errMsg("m1", `{"x":"s"}`),
+			rs: []Replacement{rep("error.message", quoted("[M]")), rep("error.data.x", quoted("[D]"))}, n: 2,
+			message: "[M]", data: `{"x":"[D]"}`},
+		{name: "error / data absent", msg: errMsg("m", ""),
+			rs: []Replacement{rep("error.data", quoted("[R]")), rep("error.data.x", quoted("[R]"))}, n: 0},
+		{name: "error / a member of the data absent", msg: errMsg("m", `{"x":"s"}`),
+			rs: []Replacement{rep("error.data.y", quoted("[R]"))}, n: 0},
+		{name: "error / other members are not replaced", msg: errMsg("m", `{"x":"s"}`),
+			rs: []Replacement{rep("error.code", json.RawMessage(`1`)), rep("error.*", quoted("[R]")), rep("error[0]", quoted("[R]"))}, n: 0},
+		{name: "error / no error in the message", msg: jsonrpc.NewResult(json.RawMessage(`3`), json.RawMessage(`{"a":"s"}`)),
+			rs: []Replacement{rep("error.message", quoted("[R]")), rep("error.data", quoted("[R]"))}, n: 0},
+		{name: "error / an error path leaves params and result alone",
+			msg: &jsonrpc.Message{ID: json.RawMessage(`3`), Params: json.RawMessage(`{"message":"p"}`), Result: json.RawMessage(`{"message":"r"}`), Error: &jsonrpc.Error{Code: 1, Message: "e"}},
+			rs:  []Replacement{rep("error.message", quoted("[R]"))}, n: 1, message: "[R]"},
+
+		{name: "several / in params and result, each value its own",
+			msg: &jsonrpc.Message{ID: json.RawMessage(`3`), Params: json.RawMessage(`{"a":"1","b":["2","3"]}`), Result: json.RawMessage(`{"c":{"d":"4"},"e":"5"}`)},
+			rs: []Replacement{rep("params.a", quoted("A")), rep("params.b[1]", quoted("B")), rep("result.c.d", quoted("C")),
+				rep("result.e", json.RawMessage(`null`))}, n: 4,
+			params: `{"a":"A","b":["2","B"]}`, result: `{"c":{"d":"C"},"e":null}`},
+		{name: "several / the same path twice, the last wins",
+			msg: &jsonrpc.Message{Params: json.RawMessage(`{"a":"1"}`)},
+			rs:  []Replacement{rep("params.a", quoted("first")), rep("params.a", quoted("second"))}, n: 2,
+			params: `{"a":"second"}`},
+		{name: "several / a value, then the object holding it",
+			msg: &jsonrpc.Message{Params: json.RawMessage(`{"a":{"b":"1"},"c":"2"}`)},
+			rs:  []Replacement{rep("params.a.b", quoted("B")), rep("params.a", quoted("A"))}, n: 2,
+			params: `{"a":"A","c":"2"}`},
+		{name: "several / the object, then a value it no longer holds",
+			msg: &jsonrpc.Message{Params: json.RawMessage(`{"a":{"b":"1"},"c":"2"}`)},
+			rs:  []Replacement{rep("params.a", quoted("A")), rep("params.a.b", quoted("B")), rep("params.c", quoted("C"))}, n: 2,
+			params: `{"a":"A","c":"C"}`},
+		{name: "several / some missing",
+			msg: &jsonrpc.Message{Params: json.RawMessage(`{"a":"1"}`), Result: json.RawMessage(`{"b":"2"}`)},
+			rs:  []Replacement{rep("params.x", quoted("X")), rep("result.b", quoted("B")), rep("result.c[0]", quoted("C"))}, n: 1,
+			result: `{"b":"B"}`},
+		{name: "several / none", msg: &jsonrpc.Message{Params: json.RawMessage(`{"a":"1"}`)}, n: 0},
+		{name: "several / values of any JSON kind",
+			msg: &jsonrpc.Message{Result: json.RawMessage(`{"content":[{"text":"a"},{"text":"b"}]}`)},
+			rs:  []Replacement{rep("result.content[0].text", json.RawMessage(`{"x":[1,2]}`)), rep("result.content[1]", json.RawMessage(`[true]`))}, n: 2,
+			result: `{"content":[{"text":{"x":[1,2]}},[true]]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := *tt.msg
+			var beforeErr jsonrpc.Error
+			if tt.msg.Error != nil {
+				beforeErr = *tt.msg.Error
+			}
+			out, n := ReplaceValues(tt.msg, tt.rs)
+			if n != tt.n {
+				t.Errorf("replaced %d values, want %d", n, tt.n)
+			}
+			check := func(what string, got json.RawMessage, orig json.RawMessage, want string) {
+				t.Helper()
+				if want == "" {
+					if !bytes.Equal(got, orig) {
+						t.Errorf("%s changed: %s", what, got)
+					}
+					return
+				}
+				if !json.Valid(got) || !jsonEqual(t, got, []byte(want)) {
+					t.Errorf("%s:\n got %s\nwant %s", what, got, want)
+				}
+			}
+			check("params", out.Params, before.Params, tt.params)
+			check("result", out.Result, before.Result, tt.result)
+			if before.Error != nil {
+				if out.Error == nil {
+					t.Fatal("the error is gone")
+				}
+				wantMsg := tt.message
+				if wantMsg == "" {
+					wantMsg = beforeErr.Message
+				}
+				if out.Error.Message != wantMsg || out.Error.Code != beforeErr.Code {
+					t.Errorf("error %d %q, want %d %q", out.Error.Code, out.Error.Message, beforeErr.Code, wantMsg)
+				}
+				check("error data", out.Error.Data, beforeErr.Data, tt.data)
+				// The input's error is not changed, nor shared when changed.
+				if !reflect.DeepEqual(*tt.msg.Error, beforeErr) {
+					t.Errorf("the input error was modified: %+v", *tt.msg.Error)
+				}
+				if n > 0 && out.Error == tt.msg.Error {
+					t.Error("the output shares the input's error object")
+				}
+			} else if out.Error != nil {
+				t.Errorf("an error appeared: %+v", out.Error)
+			}
+			if !reflect.DeepEqual(*tt.msg, before) {
+				t.Errorf("the input message was modified")
+			}
+			if string(out.ID) != string(before.ID) || out.Method != before.Method {
+				t.Errorf("the envelope changed: %+v", out)
+			}
+		})
+	}
+
+	t.Run("error / the encoded message carries the replacement", func(t *testing.T) {
+		m := errMsg("tok ghp_x", `{"x":"s"}`)
+		out, n := ReplaceValues(m, []Replacement{rep("error.message", quoted("tok [R]")), rep("error.data.x", quoted("[R]"))})
+		if n != 2 {
+			t.Fatalf("n %d", n)
+		}
+		if got, want := string(out.Encode()), `{"jsonrpc":"2.0","id":3,"error":{"code":-32000,"message":"tok [R]","data":{"x":"[R]"}}}`; got != want {
+			t.Errorf("encoded\n got %s\nwant %s", got, want)
+		}
+	})
+}
+
+func TestPathCovers(t *testing.T) {
+	tests := []struct {
+		name string
+		p, q string
+		want bool
+	}{
+		{name: "equal / a member", p: "params.arguments.to", q: "params.arguments.to", want: true},
+		{name: "equal / an index", p: "result.content[1].text", q: "result.content[1].text", want: true},
+		{name: "equal / a quoted name", p: `result.structuredContent["e-mail"]`, q: "result.structuredContent.e-mail", want: true},
+		{name: "equal / the error message", p: "error.message", q: "error.message", want: true},
+		{name: "prefix / a member covers what is inside", p: "params.arguments", q: "params.arguments.to", want: true},
+		{name: "prefix / deep inside", p: "result.content", q: `result.content[3].annotations["a b"][0]`, want: true},
+		{name: "prefix / the error data", p: "error.data", q: "error.data.x[2]", want: true},
+		{name: "wildcard / every element", p: "result.content[*].text", q: "result.content[7].text", want: true},
+		{name: "wildcard / every element, inside", p: "result.content[*]", q: "result.content[0].text", want: true},
+		{name: "wildcard / every member", p: "params.arguments.*", q: "params.arguments.to", want: true},
+		{name: "wildcard / every member, quoted name", p: "params.arguments.*", q: `params.arguments["a.b"]`, want: true},
+		{name: "wildcard / every member, inside", p: "params.*.to", q: "params.arguments.to", want: true},
+		{name: "wildcard / several", p: "result.*[*].*", q: "result.content[0].text", want: true},
+		{name: "wildcard / a quoted star is a name", p: `params["*"]`, q: "params.arguments", want: false},
+		{name: "wildcard / a quoted star matches itself", p: `params["*"]`, q: `params["*"]`, want: true},
+		{name: "mismatch / another root", p: "params.content", q: "result.content", want: false},
+		{name: "mismatch / error and result", p: "error.data", q: "result.data", want: false},
+		{name: "mismatch / another member", p: "params.arguments.cc", q: "params.arguments.to", want: false},
+		{name: "mismatch / a longer name", p: "params.arguments.to", q: "params.arguments.too", want: false},
+		{name: "mismatch / another index", p: "result.content[0]", q: "result.content[1].text", want: false},
+		{name: "mismatch / shorter than the pattern", p: "params.arguments.to", q: "params.arguments", want: false},
+		{name: "mismatch / an element wildcard on a member", p: "params.arguments[*]", q: "params.arguments.to", want: false},
+		{name: "mismatch / a member wildcard on an element", p: "result.content.*", q: "result.content[0]", want: false},
+		{name: "mismatch / an index on a member", p: "params.a[0]", q: "params.a.b", want: false},
+		{name: "mismatch / a member on an index", p: "params.a.b", q: "params.a[0]", want: false},
+		{name: "mismatch / a member named 0", p: "params.a.0", q: "params.a[0]", want: false},
+		{name: "mismatch / case matters", p: "params.Arguments", q: "params.arguments.to", want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ps := mustPaths(t, tt.p, tt.q)
+			if got := ps[0].Covers(ps[1]); got != tt.want {
+				t.Errorf("%s.Covers(%s) = %v, want %v", tt.p, tt.q, got, tt.want)
+			}
+		})
+	}
+	t.Run("a path covers itself", func(t *testing.T) {
+		for _, s := range []string{"params.a", "result.content[0].text", "error.message", "error.data.x", `params["a b"][3]`} {
+			p := mustPaths(t, s)[0]
+			if !p.Covers(p) {
+				t.Errorf("%s does not cover itself", s)
+			}
+		}
+	})
+	t.Run("the zero path covers nothing", func(t *testing.T) {
+		if (Path{}).Covers(mustPaths(t, "params.a")[0]) {
+			t.Error("the zero path covers params.a")
 		}
 	})
 }

@@ -513,14 +513,4 @@ test_bob_wrongly_allowed if sallyport.decision.allow with input as {"principal":
 	})
 }
 
-// evalJSON evaluates set on a JSON input document.
-func evalJSON(t testing.TB, set *Set, input string) *gateway.Decision {
-	t.Helper()
-	v, err := DecodeInput([]byte(input))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return set.Eval(context.Background(), v)
-}
-
 var _ ast.Value // the package's inputs are OPA values

@@ -87,7 +87,7 @@ var (
 
 // Build returns the input document for x.
 func (in *Inputs) Build(x *gateway.Exchange) (ast.Object, error) {
-	doc := in.base(x.Direction, x.Kind, x.Method, x)
+	doc := in.base(x.Direction, x.Kind, x.Method, x, x.Findings)
 	req := x
 	if x.Kind == gateway.KindResult && x.Request != nil {
 		req = x.Request
@@ -165,7 +165,9 @@ var aggregatedLists = map[string]struct{ member, call string }{
 // it (tools/call, prompts/get, resources/read) with input.listing true,
 // and no arguments.
 func (in *Inputs) Listing(x *gateway.Exchange, list string, origin gateway.ListedEntry, entry json.RawMessage) ast.Object {
-	doc := in.base(gateway.ClientToBackend, gateway.KindRequest, aggregatedLists[list].call, x)
+	// A call without arguments: no findings (the list's own findings are
+	// about the list, not about a call to one entry).
+	doc := in.base(gateway.ClientToBackend, gateway.KindRequest, aggregatedLists[list].call, x, nil)
 	doc.Insert(keyListing, ast.InternedTerm(true))
 	doc.Insert(keyBackend, in.backend(origin.Backend))
 	rawName, _ := jsonrpc.Member(entry, "name")
@@ -184,7 +186,7 @@ func (in *Inputs) Listing(x *gateway.Exchange, list string, origin gateway.Liste
 }
 
 // base returns the members every input has.
-func (in *Inputs) base(dir gateway.Direction, kind gateway.Kind, method string, x *gateway.Exchange) ast.Object {
+func (in *Inputs) base(dir gateway.Direction, kind gateway.Kind, method string, x *gateway.Exchange, findings []gateway.Finding) ast.Object {
 	t := x.Time
 	if t.IsZero() {
 		t = time.Now()
@@ -194,7 +196,7 @@ func (in *Inputs) base(dir gateway.Direction, kind gateway.Kind, method string, 
 	doc.Insert(keyDirection, ast.StringTerm(dir.String()))
 	doc.Insert(keyKind, ast.StringTerm(kind.String()))
 	doc.Insert(keyMethod, ast.StringTerm(method))
-	doc.Insert(keyFindings, ast.ArrayTerm())
+	doc.Insert(keyFindings, findingsTerm(findings))
 	doc.Insert(keyTime, ast.StringTerm(t.UTC().Format(time.RFC3339Nano)))
 	ps := in.principalSession(x)
 	doc.Insert(keyPrincipal, ps[0])
@@ -392,4 +394,38 @@ func DecodeInput(data []byte) (ast.Value, error) {
 		return nil, errors.New("not valid JSON")
 	}
 	return valueOf(data)
+}
+
+var (
+	keyDetector   = ast.StringTerm("detector")
+	keyCategory   = ast.StringTerm("category")
+	keyPath       = ast.StringTerm("path")
+	keyInKey      = ast.StringTerm("in_key")
+	keyOffset     = ast.StringTerm("offset")
+	keyLength     = ast.StringTerm("length")
+	keyConfidence = ast.StringTerm("confidence")
+	keyEncoding   = ast.StringTerm("encoding")
+	keyAction     = ast.StringTerm("action")
+)
+
+// findingsTerm is input.findings: one object per DLP finding.
+func findingsTerm(fs []gateway.Finding) *ast.Term {
+	if len(fs) == 0 {
+		return ast.ArrayTerm()
+	}
+	terms := make([]*ast.Term, len(fs))
+	for i, f := range fs {
+		terms[i] = ast.ObjectTerm(
+			ast.Item(keyDetector, ast.StringTerm(f.Detector)),
+			ast.Item(keyCategory, ast.StringTerm(f.Category)),
+			ast.Item(keyPath, ast.StringTerm(f.Path)),
+			ast.Item(keyInKey, ast.BooleanTerm(f.InKey)),
+			ast.Item(keyOffset, ast.IntNumberTerm(f.Offset)),
+			ast.Item(keyLength, ast.IntNumberTerm(f.Length)),
+			ast.Item(keyConfidence, ast.FloatNumberTerm(f.Confidence)),
+			ast.Item(keyEncoding, ast.StringTerm(f.Encoding)),
+			ast.Item(keyAction, ast.StringTerm(f.Action)),
+		)
+	}
+	return ast.ArrayTerm(terms...)
 }

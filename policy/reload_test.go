@@ -95,7 +95,7 @@ func TestReload(t *testing.T) {
 		var sw swaps
 		st, dir := reloadStage(t, policyAllow, &sw)
 		v1 := st.Current().Version()
-		if err, _ := handle(t, st, toolCall(alice, "docs", "search", `{}`, "")); err != nil {
+		if _, err := handle(t, st, toolCall(alice, "docs", "search", `{}`, "")); err != nil {
 			t.Fatalf("v1 denies: %v", err)
 		}
 		rewrite(t, dir, "a.rego", regoFile(policyDeny))
@@ -110,7 +110,7 @@ func TestReload(t *testing.T) {
 			t.Errorf("OnSwap calls %q, want [%s]", got, v2)
 		}
 		x := toolCall(alice, "docs", "search", `{}`, "")
-		err, _ := handle(t, st, x)
+		_, err := handle(t, st, x)
 		if err == nil || x.Decision.PolicyVersion != v2 || !strings.Contains(err.Error(), "closed for maintenance") {
 			t.Errorf("after reload: err %v, version %s; want the new policy's denial", err, x.Decision.PolicyVersion)
 		}
@@ -175,7 +175,7 @@ func TestReload(t *testing.T) {
 		if st.Current().Version() == before || len(st.Current().Files()) != 2 {
 			t.Errorf("the new file was not loaded: files %q", st.Current().Files())
 		}
-		if err, _ := handle(t, st, toolCall(alice, "docs", "search", `{}`, "")); err != nil {
+		if _, err := handle(t, st, toolCall(alice, "docs", "search", `{}`, "")); err != nil {
 			t.Errorf("after adding helpers: %v", err)
 		}
 	})
@@ -205,7 +205,7 @@ func TestReload(t *testing.T) {
 				t.Errorf("metrics lack %q:\n%s", want, m)
 			}
 		}
-		if err, _ := handle(t, st, toolCall(alice, "docs", "search", `{}`, "")); err != nil {
+		if _, err := handle(t, st, toolCall(alice, "docs", "search", `{}`, "")); err != nil {
 			t.Errorf("the old policy is not in force: %v", err)
 		}
 

@@ -104,7 +104,11 @@ func (s *Stage) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Ha
 		if d.Approval.Reason != "" {
 			msg += " (" + d.Approval.Reason + ")"
 		}
-		return &gateway.Error{Code: gateway.CodeRefused, Message: msg + ": this gateway has no approval queue, so the call was not forwarded"}
+		what := "the call was not forwarded"
+		if x.Kind == gateway.KindResult || x.Direction == gateway.BackendToClient {
+			what = "the message was not delivered"
+		}
+		return &gateway.Error{Code: gateway.CodeRefused, Message: msg + ": this gateway has no approval queue, so " + what}
 	}
 	if len(d.Redact) > 0 && x.Message != nil {
 		s.redact(x, d)

@@ -146,7 +146,7 @@ func (r *recorder) Handle(_ context.Context, x *gateway.Exchange) error {
 }
 
 // handle runs x through st and returns the error and what next saw.
-func handle(t testing.TB, st *Stage, x *gateway.Exchange) (error, *recorder) {
+func handle(t testing.TB, st *Stage, x *gateway.Exchange) (*recorder, error) {
 	t.Helper()
 	var next recorder
 	err := st.Handle(context.Background(), x, &next)
@@ -156,7 +156,7 @@ func handle(t testing.TB, st *Stage, x *gateway.Exchange) (error, *recorder) {
 	if err != nil && next.called != 0 {
 		t.Fatalf("Handle refused the exchange (%v) but passed it on %d times", err, next.called)
 	}
-	return err, &next
+	return &next, err
 }
 
 // refusal returns err as a *gateway.Error, failing the test otherwise.
@@ -327,7 +327,7 @@ func TestStageDefaultPolicy(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			msg := tt.x.Message
-			err, next := handle(t, st, tt.x)
+			next, err := handle(t, st, tt.x)
 			d := checkDecision(t, st, tt.x)
 			if got := d.Verdict(); got != tt.verdict {
 				t.Errorf("Verdict() = %q (reasons %q), want %q", got, d.Reasons, tt.verdict)
@@ -359,7 +359,7 @@ func TestStageDefaultPolicy(t *testing.T) {
 
 	t.Run("the recorded input of a call holds the tool but not its arguments", func(t *testing.T) {
 		x := toolCall(alice, "db", "query", `{"sql":"select 'needle-41'"}`, `{"name":"query","annotations":{"readOnlyHint":true}}`)
-		if err, _ := handle(t, st, x); err != nil {
+		if _, err := handle(t, st, x); err != nil {
 			t.Fatal(err)
 		}
 		d := checkDecision(t, st, x)
@@ -442,7 +442,7 @@ decision := {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				x := toolCall(alice, "docs", "read", tt.args, "")
-				err, _ := handle(t, st, x)
+				_, err := handle(t, st, x)
 				d := checkDecision(t, st, x)
 				if d.Allow != tt.allow || !slices.Equal(d.Rules, tt.rules) {
 					t.Errorf("decision allow=%v rules=%q reasons=%q, want allow=%v rules=%q", d.Allow, d.Rules, d.Reasons, tt.allow, tt.rules)
@@ -501,7 +501,7 @@ decision := {"allow": true, "rules": ["custom/redact"], "redact": ["params.argum
 				orig := tt.x.Message
 				origParams, origResult := string(orig.Params), string(orig.Result)
 				origArgs := string(tt.x.Arguments)
-				err, next := handle(t, st, tt.x)
+				next, err := handle(t, st, tt.x)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -549,7 +549,7 @@ decision := {"allow": true, "rules": ["custom/redact"], "redact": ["params.argum
 		// value policy redacts must not be written there in clear.
 		st := customStage(t, `decision := {"allow": true, "rules": ["custom/redact"], "redact": ["params.messages[*].content.text"]}`)
 		x := serverRequest(alice, "docs", "sampling/createMessage", `{"messages":[{"role":"user","content":{"type":"text","text":"token sk-live-1234"}}],"maxTokens":5,"includeContext":"none"}`)
-		err, next := handle(t, st, x)
+		next, err := handle(t, st, x)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -625,7 +625,7 @@ decision := {"allow": false, "deny_reasons": ["secret tools are hidden"], "rules
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				orig := string(tt.x.Message.Result)
-				err, next := handle(t, st, tt.x)
+				next, err := handle(t, st, tt.x)
 				if tt.refused != "" {
 					ge := refusal(t, err)
 					if !strings.Contains(ge.Message, tt.refused) {
@@ -686,7 +686,7 @@ decision := {"allow": false, "deny_reasons": ["secret tools are hidden"], "rules
 	t.Run("approval from a custom policy carries its reviewers and timeout", func(t *testing.T) {
 		st := customStage(t, `decision := {"allow": true, "rules": ["custom/ask"], "require_approval": {"reason": "payments need a second pair of eyes", "reviewers": "finance", "timeout": "90s"}}`)
 		x := toolCall(alice, "docs", "pay", `{"amount":10}`, "")
-		err, _ := handle(t, st, x)
+		_, err := handle(t, st, x)
 		d := checkDecision(t, st, x)
 		if d.Verdict() != gateway.DecisionApproval {
 			t.Fatalf("Verdict() = %q, want approval", d.Verdict())
@@ -759,7 +759,7 @@ func TestStageFailsClosed(t *testing.T) {
 		{name: "deny / require_approval unknown key", body: `decision := {"allow": true, "require_approval": {"reviewer": "ops"}}`,
 			reason: `require_approval: unknown key "reviewer"`},
 		{name: "deny / redact path with a bad root", body: `decision := {"allow": true, "redact": ["foo.bar"]}`,
-			reason: `policy decision: redact: path "foo.bar" must start with params or result`},
+			reason: `policy decision: redact: path "foo.bar" must start with params, result or error`},
 		{name: "deny / redact path with a bad index", body: `decision := {"allow": true, "redact": ["params.items[x]"]}`,
 			reason: `policy decision: redact: path "params.items[x]": bad index "x"`},
 		{name: "deny / allow true with deny reasons", body: `decision := {"allow": true, "deny_reasons": ["but no"], "rules": ["custom/mixed"]}`,
@@ -769,7 +769,7 @@ func TestStageFailsClosed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st := customStage(t, tt.body)
 			x := toolCall(alice, "docs", "search", `{"q":"x"}`, "")
-			err, _ := handle(t, st, x)
+			_, err := handle(t, st, x)
 			d := checkDecision(t, st, x)
 			if d.Allow || d.Verdict() != gateway.DecisionDeny {
 				t.Fatalf("decision %+v allows", d)
@@ -809,7 +809,7 @@ decision := {"allow": true} if not slow
 `)})
 		st := newStage(t, Options{Source: Source{Paths: []string{dir}}, Timeout: 5 * time.Millisecond})
 		x := toolCall(alice, "docs", "search", `{}`, "")
-		err, _ := handle(t, st, x)
+		_, err := handle(t, st, x)
 		d := checkDecision(t, st, x)
 		if d.Allow || !slices.Equal(d.Rules, []string{RuleError}) || !slices.Equal(d.Reasons, []string{"policy evaluation exceeded its deadline"}) {
 			t.Errorf("decision allow=%v rules=%q reasons=%q", d.Allow, d.Rules, d.Reasons)
@@ -842,7 +842,7 @@ decision := {"allow": true} if not slow
 		st := newStage(t, Options{Backends: testBackends})
 		x := toolCall(alice, "docs", "search", `{}`, "")
 		x.Message = &jsonrpc.Message{ID: json.RawMessage(`1`), Method: "tools/call", Params: json.RawMessage(`{"name":"docs__search","arguments":{"q":"\ud800"}}`)}
-		err, _ := handle(t, st, x)
+		_, err := handle(t, st, x)
 		refusal(t, err)
 		d := x.Decision
 		if d.Allow || !slices.Equal(d.Rules, []string{RuleError}) || len(d.Reasons) != 1 || !strings.HasPrefix(d.Reasons[0], "policy input could not be built") {

@@ -169,7 +169,7 @@ func (o outer) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Han
 		r.Ref, r.Arguments, r.Bytes = x.AuditSeq, "", 0
 		r.Decision = gateway.DecisionAllow // the request was; its delivery failed
 		a.decision(r, x.Decision)
-		r.PolicyInput = "" // the request's row has it
+		r.PolicyInput, r.Findings = "", "" // the request's row has them
 		r.Time = time.Now()
 		r.LatencyMicros = r.Time.Sub(x.Time).Microseconds()
 		r.Outcome = gateway.OutcomeError
@@ -271,6 +271,7 @@ func (a *Auditor) record(x *gateway.Exchange) *gateway.AuditRecord {
 	if len(x.Arguments) > 0 {
 		r.Arguments = a.arguments(x.Arguments)
 	}
+	r.Findings = gateway.AuditFindingsText(x.Findings)
 	return r
 }
 
