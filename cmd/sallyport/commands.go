@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sallyport/sallyport/cmd/sallyport/demo"
+	"github.com/sallyport/sallyport/dlp"
 	"github.com/sallyport/sallyport/gateway/auth"
 	"github.com/sallyport/sallyport/gateway/config"
 )
@@ -26,6 +27,13 @@ func runCheck(args []string, stdout io.Writer) error {
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return err
+	}
+	if !cfg.DLP.Disabled {
+		// The DLP rules' detectors, fields and hash key are checked
+		// where they are understood.
+		if _, err := dlp.NewStage(cfg.DLP, nil); err != nil {
+			return fmt.Errorf("%s: %w", *cfgPath, err)
+		}
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d backends)\n", *cfgPath, len(cfg.Backends))
 	return nil

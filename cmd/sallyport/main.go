@@ -38,6 +38,10 @@ Usage:
                                                evaluate a candidate policy on recorded traffic; print what changes
   sallyport policy check  [-p DIR]                         compile and capability-check a policy (for CI)
                                                (-p is repeatable; without it: the config's policy.paths, else the embedded default)
+  sallyport dlp scan [FILE|-] [--format text|json] [-c FILE] [--direction D] [--backend ID] [--tool NAME] [--show-values] [--fail]
+                                               print the DLP findings in a file, or in a JSON-RPC message with the
+                                               actions the gateway would take; --fail exits 3 when there are findings
+  sallyport dlp detectors                      list the detectors
   sallyport demo-server --sandbox DIR          the demo MCP backend, over stdio
   sallyport version
 `
@@ -71,6 +75,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		err = runAudit(ctx, rest, stdout, stderr)
 	case "policy":
 		err = runPolicy(ctx, rest, stdout, stderr)
+	case "dlp":
+		err = runDLP(rest, stdin, stdout)
 	case "demo-server":
 		err = runDemo(ctx, rest, stdin, stdout, stderr)
 	case "version", "--version", "-v":

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sallyport/sallyport/dlp"
 	"github.com/sallyport/sallyport/gateway"
 	"github.com/sallyport/sallyport/gateway/audit"
 	"github.com/sallyport/sallyport/gateway/config"
@@ -45,11 +46,39 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Demo(exe, sandbox), nil
 }
 
-// stages is the pipeline, in order. Policy (and DLP and approvals, with
-// their issues) go between the auditor's outer stage and its gate;
-// credential injection after the gate.
-func stages(log *slog.Logger, a *audit.Auditor, p *policy.Stage) []gateway.Stage {
-	return []gateway.Stage{a.Outer(), gateway.LogStage{Logger: log}, p, a.Gate()}
+// stages is the pipeline, in order. DLP, then policy (which sees DLP's
+// findings), and approvals with their issue, go between the auditor's
+// outer stage and its gate; credential injection after the gate. d is nil
+// when DLP is disabled.
+func stages(log *slog.Logger, a *audit.Auditor, d *dlp.Stage, p *policy.Stage) []gateway.Stage {
+	st := []gateway.Stage{a.Outer(), gateway.LogStage{Logger: log}}
+	if d != nil {
+		st = append(st, d)
+	}
+	return append(st, p, a.Gate())
+}
+
+// newDLP builds the DLP stage; nil (and a warning) when it is disabled.
+func newDLP(cfg *config.Config, log *slog.Logger) (*dlp.Stage, error) {
+	if cfg.DLP.Disabled {
+		log.Warn("DLP is disabled (dlp.disabled): messages are not scanned for PII and secrets")
+		return nil, nil
+	}
+	d, err := dlp.NewStage(cfg.DLP, log)
+	if err != nil {
+		return nil, err
+	}
+	st, _ := d.Status()
+	log.Info("DLP enabled", slog.Int("detectors", st.(dlp.Status).Detectors), slog.Int("rules", len(cfg.DLP.Rules)))
+	return d, nil
+}
+
+// reporters lists the components that report to /readyz and /metrics.
+func reporters(d *dlp.Stage, p *policy.Stage) []gateway.Reporter {
+	if d == nil {
+		return []gateway.Reporter{p}
+	}
+	return []gateway.Reporter{d, p}
 }
 
 // newPolicy loads the configured policy (or the embedded default). onSwap
@@ -128,13 +157,17 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	var g *proxy.Gateway
+	scanner, err := newDLP(cfg, log)
+	if err != nil {
+		return err
+	}
 	pol, err := newPolicy(ctx, cfg, log, func() { g.ListsChanged() })
 	if err != nil {
 		return err
 	}
-	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log), pol), Version: version})
+	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log), scanner, pol), Version: version})
 	front := frontend.NewHTTP(frontend.HTTPOptions{Gateway: g, Config: cfg, Tokens: tokens, Logger: log,
-		API: audit.Handler{Log: db.Audit(), Logger: log}, Reporters: []gateway.Reporter{pol}})
+		API: audit.Handler{Log: db.Audit(), Logger: log}, Reporters: reporters(scanner, pol)})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -211,11 +244,15 @@ func runStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	defer closeDB(db, log)
 	var g *proxy.Gateway
+	scanner, err := newDLP(cfg, log)
+	if err != nil {
+		return err
+	}
 	pol, err := newPolicy(ctx, cfg, log, func() { g.ListsChanged() })
 	if err != nil {
 		return err
 	}
-	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log), pol), Version: version})
+	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log), scanner, pol), Version: version})
 	ctx, cancel := signalContext(ctx, log)
 	defer cancel()
 	go retain(ctx, db.Audit(), cfg.Audit.Retention.D(), log)

@@ -80,6 +80,41 @@ request(principal, method) := {
 	"time": "2025-01-01T00:00:00Z",
 }
 
+# finding is one object of input.findings, as the DLP stage hands it on.
+finding(detector, path, action) := {
+	"detector": detector,
+	"category": category(detector),
+	"path": path,
+	"in_key": false,
+	"offset": 0,
+	"length": 20,
+	"confidence": 0.9,
+	"encoding": "",
+	"action": action,
+}
+
+category(detector) := "pii" if {
+	upper(detector) == detector
+} else := "secret"
+
+# with_findings is doc with input.findings set.
+with_findings(doc, findings) := object.union(doc, {"findings": findings})
+
+# tool_result is the input of a backend's answer to a tools/call.
+tool_result(principal, backend, name, result) := {
+	"version": 1,
+	"direction": "backend_to_client",
+	"kind": "result",
+	"method": "tools/call",
+	"principal": principal,
+	"session": session,
+	"backend": backend,
+	"tool": tool(backend, name),
+	"result": result,
+	"findings": [],
+	"time": "2025-01-01T00:00:00Z",
+}
+
 # The keys the gateway accepts in a decision; any other is an error.
 decision_keys := {"allow", "deny_reasons", "require_approval", "redact", "reasons", "rules"}
 
@@ -119,7 +154,8 @@ test_decisions_have_only_known_keys if {
 		call(alice, docs, "search", {}), # allow
 		call(anonymous, docs, "search", {}), # deny
 		call(alice, mail, "send_email", {"to": ["eve@elsewhere.org"]}), # approval
-		object.union(call(alice, docs, "search", {}), {"kind": "result", "direction": "backend_to_client", "result": {"content": [{"type": "text", "text": "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----"}]}}), # redact
+		with_findings(tool_result(alice, docs, "read_file", {"content": [{"type": "text", "text": "[REDACTED:private-key]"}]}), [finding("private-key", "result.content[0].text", "redact")]), # redact
+		with_findings(tool_result(alice, docs, "lookup", {"content": [{"type": "text", "text": "4111 1111 1111 1111"}]}), [finding("CREDIT_CARD", "result.content[0].text", "flag")]), # approval
 	]
 	every doc in inputs {
 		d := sallyport.decision with input as doc
@@ -138,7 +174,7 @@ test_deny_wins_over_approval if {
 }
 
 test_a_denial_gives_every_reason if {
-	d := sallyport.decision with input as call(alice, warehouse, "query", {"sql": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"})
+	d := sallyport.decision with input as with_findings(call(alice, warehouse, "query", {"sql": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"}), [finding("private-key", "params.arguments.sql", "flag")])
 	d.rules == {"examples/database-dba-only", "examples/private-key-in-arguments"}
 	count(d.deny_reasons) == 2
 }

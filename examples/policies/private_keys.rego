@@ -1,70 +1,54 @@
-# Private keys never leave through tool arguments, and never reach the
-# client in a tool result.
+# Private keys leave through tool arguments only toward a vault, and never
+# reach the client in a tool result.
 #
-# With DLP, each finding in input.findings says what a detector found where:
-# {"detector", "path", "offset", "length", "confidence"}, path in the
-# redaction syntax (params.arguments.key). A private-key finding in the
-# arguments denies the call.
+# These rules read the DLP stage's findings, never the message text: each
+# object of input.findings says which detector matched, where (path, in the
+# redaction path syntax: params.arguments.key, result.content[0].text) and
+# what DLP did about it (action). See "DLP findings in policy" in
+# policy/README.md.
 #
-# Until DLP findings exist (input.findings is always empty today), the
-# fallback rule looks for a PEM private key block ("-----BEGIN ... PRIVATE
-# KEY-----") in every string of the arguments itself.
+# With DLP's defaults a secret on its way to a backend is blocked by DLP
+# itself, before policy runs, and a secret on its way to a client is
+# already redacted. The deny rule below matters when a DLP rule lets a
+# private-key finding through with action flag, for instance
 #
-# Reasons never quote the key, nor the argument it was found in beyond its
-# name: they are shown to the client and kept in the audit log.
+#   dlp:
+#     rules:
+#       - {detectors: [private-key], direction: client_to_backend, action: flag}
+#
+# so that policy decides: a backend labelled as a vault
+# (labels: {kind: vault}) may receive keys, no other may.
+#
+# Reasons never quote the key, nor the argument it was found in: they are
+# shown to the client and kept in the audit log.
 package sallyport
 
 deny contains {
 	"rule": "examples/private-key-in-arguments",
-	"reason": "the arguments hold a private key (found by DLP); private keys may not be sent to tools",
-} if {
-	some f in input.findings
-	private_key_detector(f.detector)
-	is_string(f.path)
-	startswith(f.path, "params.arguments")
-}
-
-deny contains {
-	"rule": "examples/private-key-in-arguments",
-	"reason": "the arguments hold a private key; private keys may not be sent to tools",
+	"reason": "the arguments hold a private key; private keys may only be sent to a vault",
 } if {
 	input.kind == "request"
-	might_hold_private_key(input.arguments)
-	walk(input.arguments, [_, value])
-	is_string(value)
-	holds_private_key(value)
+	some f in input.findings
+	f.detector == "private-key"
+	in_arguments(f.path)
+	not vault_backend
 }
 
-# A string value of a tool result that holds a private key is replaced by
-# "[REDACTED]". The path names it exactly: result["content"][0]["text"].
-redact contains concat("", ["result", concat("", [step(s) | some s in path])]) if {
+# A helper, so that a call with no backend (or no labels) counts as not a
+# vault: `input.backend.labels.kind != "vault"` would be undefined there.
+vault_backend if input.backend.labels.kind == "vault"
+
+in_arguments(p) if p == "params.arguments"
+
+in_arguments(p) if startswith(p, "params.arguments.")
+
+in_arguments(p) if startswith(p, "params.arguments[")
+
+# The value of a result (or error) where DLP found a private key is
+# replaced by "[REDACTED]", whatever DLP did with the key itself: a
+# finding's path names exactly one string value.
+redact contains f.path if {
 	input.kind == "result"
-	might_hold_private_key(input.result)
-	walk(input.result, [path, value])
-	is_string(value)
-	holds_private_key(value)
+	some f in input.findings
+	f.detector == "private-key"
 }
-
-private_key_detector(id) if id == "PRIVATE_KEY"
-
-private_key_detector(id) if {
-	is_string(id)
-	startswith(id, "private-key")
-}
-
-# A cheap first look at the whole value in one pass. walk builds a path for
-# every value it visits, and most arguments and results hold no key.
-might_hold_private_key(v) if contains(json.marshal(v), "PRIVATE KEY")
-
-# A PEM private key block: PKCS#1 (RSA, EC, DSA), PKCS#8 (also ENCRYPTED),
-# OpenSSH, PGP. The contains check first: most strings are not keys.
-holds_private_key(s) if {
-	contains(s, "PRIVATE KEY")
-	regex.match(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----`, s)
-}
-
-# One step of a redaction path, from a step of a walk path: ["name"] for a
-# member (any name, quoted as JSON), [n] for an array element.
-step(s) := sprintf("[%s]", [json.marshal(s)]) if is_string(s)
-
-step(s) := sprintf("[%d]", [s]) if is_number(s)

@@ -32,6 +32,8 @@ const (
 	DefaultPolicyQuery        = "data.sallyport.decision"
 	DefaultPolicyTimeout      = Duration(100 * time.Millisecond)
 	DefaultPolicyReload       = Duration(2 * time.Second)
+	DefaultDLPMaxDecodeDepth  = 2
+	DefaultDLPMaxDecodedBytes = 8 * MiB
 )
 
 // Backend transports.
@@ -63,6 +65,7 @@ type Config struct {
 	Database string        `yaml:"database"`
 	Audit    Audit         `yaml:"audit"`
 	Policy   Policy        `yaml:"policy"`
+	DLP      DLP           `yaml:"dlp"`
 	Stdio    StdioFrontend `yaml:"stdio"`
 	Backends []Backend     `yaml:"backends"`
 	// Path is the file the configuration was read from, "" for a built-in
@@ -141,6 +144,55 @@ type Policy struct {
 	// Reload is how often the files are checked for changes; a changed set
 	// is compiled in full and swapped in only when it compiles. Default 2s.
 	Reload Duration `yaml:"reload"`
+}
+
+// DLP configures the scanner for PII and secrets every message passes.
+type DLP struct {
+	// Disabled turns the DLP stage off (it is on by default).
+	Disabled bool `yaml:"disabled"`
+	// Detectors are the detector ids to run; empty runs them all.
+	Detectors []string `yaml:"detectors"`
+	// MaxDecodeDepth bounds nested decoding of base64, hex and URL-encoded
+	// runs; default 2. -1 turns decoding off.
+	MaxDecodeDepth int `yaml:"max_decode_depth"`
+	// MaxDecodedBytes bounds what decoding may produce for one message; a
+	// message that needs more is refused. Default 8MiB.
+	MaxDecodedBytes ByteSize `yaml:"max_decoded_bytes"`
+	// HashKey is the HMAC key of the hash action (at least 16 bytes);
+	// HashKeyFile reads it from a file instead. Required when a rule
+	// hashes.
+	HashKey     string `yaml:"hash_key"`
+	HashKeyFile string `yaml:"hash_key_file"`
+	// Rules decide the action for each finding: the first rule that
+	// matches it wins; findings no rule matches get the built-in default
+	// (see the dlp package).
+	Rules []DLPRule `yaml:"rules"`
+}
+
+// DLPRule matches findings and says what to do with them. Empty matchers
+// match everything.
+type DLPRule struct {
+	// Detectors are detector ids, or "pii" / "secret" for a category.
+	Detectors []string `yaml:"detectors"`
+	// Direction is client_to_backend or backend_to_client; empty: both.
+	Direction string `yaml:"direction"`
+	// Backends are backend id patterns (path.Match).
+	Backends []string `yaml:"backends"`
+	// Tools are patterns (path.Match) of the target as the backend knows
+	// it: a tool or prompt name, or a resource URI.
+	Tools []string `yaml:"tools"`
+	// Fields are paths into the message (params.arguments.to,
+	// result.content[*].text); a finding at or below one matches.
+	Fields []string `yaml:"fields"`
+	// Values are exact matched values, or "sha256:<hex>" of one, so that
+	// the value need not be written here.
+	Values []string `yaml:"values"`
+	// Patterns are regular expressions (RE2) a matched value must match
+	// in full.
+	Patterns []string `yaml:"patterns"`
+	// Action is block, redact, mask, hash, flag, or allow (not a finding:
+	// the allowlist).
+	Action string `yaml:"action"`
 }
 
 // Auth configures how HTTP clients authenticate.
@@ -244,6 +296,16 @@ func Demo(executable, sandboxDir string) *Config {
 			ReadOnlyTools:    []string{"read_file", "list_files", "lookup_customer", "generate_report"},
 			DestructiveTools: []string{"delete_records"},
 		}},
+		// The demo's customer records reach clients with their contact
+		// and card details redacted; everything else gets the DLP
+		// defaults (secrets blocked toward backends, redacted toward
+		// clients).
+		DLP: DLP{Rules: []DLPRule{{
+			Detectors: []string{"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD"},
+			Direction: "backend_to_client",
+			Backends:  []string{"demo"},
+			Action:    "redact",
+		}}},
 	}
 	c.applyDefaults()
 	return c
@@ -268,6 +330,8 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Audit.BusyTimeout, DefaultBusyTimeout)
 	setDefault(&c.Audit.CheckpointEvery, DefaultCheckpointEvery)
 	setDefault(&c.Auth.AnonymousPrincipal, DefaultAnonymousPrincipal)
+	setDefault(&c.DLP.MaxDecodeDepth, DefaultDLPMaxDecodeDepth)
+	setDefault(&c.DLP.MaxDecodedBytes, DefaultDLPMaxDecodedBytes)
 	setDefault(&c.Stdio.Principal, DefaultStdioPrincipal)
 	setDefault(&c.Policy.Query, DefaultPolicyQuery)
 	setDefault(&c.Policy.Timeout, DefaultPolicyTimeout)

@@ -34,7 +34,7 @@ func Load(path string) (*Config, error) {
 	}
 	c.Path = abs
 	dir := filepath.Dir(abs)
-	for _, p := range []*string{&c.Database, &c.Auth.TokensFile, &c.Log.File} {
+	for _, p := range []*string{&c.Database, &c.Auth.TokensFile, &c.Log.File, &c.DLP.HashKeyFile} {
 		resolvePath(p, dir)
 	}
 	for i := range c.Policy.Paths {

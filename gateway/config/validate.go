@@ -158,6 +158,7 @@ func (c *Config) validate() []*FieldError {
 	if r := c.Policy.Reload.D(); r < 100*time.Millisecond {
 		v.add("policy.reload", c.Policy.Reload.String(), errors.New("must be at least 100ms"))
 	}
+	c.DLP.validate(v)
 	if c.Audit.CheckpointEvery < 1 {
 		v.addf("audit.checkpoint_every", strconv.Itoa(c.Audit.CheckpointEvery), "must be at least 1")
 	}
@@ -309,6 +310,71 @@ func (b *Backend) validate(v *validator, path string) {
 		}
 	}
 	sizeRange(v, f("max_message_bytes"), b.MaxMessageBytes)
+}
+
+// DLP actions a rule may name.
+var dlpActions = []string{"block", "redact", "mask", "hash", "flag", "allow"}
+
+func (d *DLP) validate(v *validator) {
+	if d.MaxDecodeDepth < -1 || d.MaxDecodeDepth > 4 {
+		v.addf("dlp.max_decode_depth", strconv.Itoa(d.MaxDecodeDepth), "must be between -1 (off) and 4")
+	}
+	if d.MaxDecodedBytes < KiB || d.MaxDecodedBytes > GiB {
+		v.add("dlp.max_decoded_bytes", d.MaxDecodedBytes.String(), errors.New("must be between 1KiB and 1GiB"))
+	}
+	if d.HashKey != "" && d.HashKeyFile != "" {
+		v.add("dlp.hash_key_file", d.HashKeyFile, errors.New("set hash_key or hash_key_file, not both"))
+	}
+	if k := d.HashKey; k != "" && len(k) < 16 {
+		v.add("dlp.hash_key", "(hidden)", errors.New("must be at least 16 characters"))
+	}
+	noNUL(v, "dlp.hash_key_file", d.HashKeyFile)
+	for i, id := range d.Detectors {
+		if id == "" {
+			v.add(fmt.Sprintf("dlp.detectors[%d]", i), "", errors.New("must not be empty"))
+		}
+	}
+	duplicates(v, "dlp.detectors", d.Detectors, false)
+	hashes := false
+	for i, r := range d.Rules {
+		f := func(name string) string { return fmt.Sprintf("dlp.rules[%d].%s", i, name) }
+		if r.Action == "" {
+			v.add(f("action"), "", fmt.Errorf("is required: one of %s", strings.Join(dlpActions, ", ")))
+		} else {
+			oneOf(v, f("action"), r.Action, dlpActions...)
+		}
+		hashes = hashes || r.Action == "hash"
+		if r.Direction != "" {
+			oneOf(v, f("direction"), r.Direction, "client_to_backend", "backend_to_client")
+		}
+		for j, p := range append(slices.Clip(r.Backends), r.Tools...) {
+			if _, err := pathpkg.Match(p, ""); err != nil || p == "" {
+				field := f(fmt.Sprintf("backends[%d]", j))
+				if j >= len(r.Backends) {
+					field = f(fmt.Sprintf("tools[%d]", j-len(r.Backends)))
+				}
+				v.add(field, p, errors.New("must be a non-empty path.Match pattern"))
+			}
+		}
+		for j, p := range r.Patterns {
+			if _, err := regexp.Compile(p); err != nil || p == "" {
+				v.addf(f(fmt.Sprintf("patterns[%d]", j)), p, "must be a regular expression (RE2): %v", err)
+			}
+		}
+		for j, val := range r.Values {
+			if val == "" {
+				v.add(f(fmt.Sprintf("values[%d]", j)), "", errors.New("must not be empty"))
+			}
+		}
+		if (len(r.Values) > 0 || len(r.Patterns) > 0) && r.Action != "allow" && r.Action != "flag" {
+			// Values and patterns narrow an allowlist; a rule that acts
+			// harder on some values only would read as a weaker default.
+			v.add(f("action"), r.Action, errors.New("rules with values or patterns must allow or flag"))
+		}
+	}
+	if hashes && d.HashKey == "" && d.HashKeyFile == "" {
+		v.add("dlp.hash_key", "", errors.New("is required when a rule hashes"))
+	}
 }
 
 func oneOf(v *validator, field, value string, allowed ...string) {

@@ -227,7 +227,29 @@ type gwConfig struct {
 	Database string          `json:"database,omitempty"` // "": sallyport.db beside the config file
 	Audit    *auditConfig    `json:"audit,omitempty"`
 	Policy   *policyConfig   `json:"policy,omitempty"`
+	DLP      *dlpConfig      `json:"dlp,omitempty"` // nil: the gateway's DLP defaults
 	Backends []backendConfig `json:"backends"`
+}
+
+// dlpConfig is the dlp section; empty fields keep their defaults (DLP on,
+// every detector, no rules: the built-in default actions).
+type dlpConfig struct {
+	Disabled  bool      `json:"disabled,omitempty"`
+	Detectors []string  `json:"detectors,omitempty"`
+	HashKey   string    `json:"hash_key,omitempty"`
+	Rules     []dlpRule `json:"rules,omitempty"`
+}
+
+// dlpRule is one of dlp.rules; empty matchers match everything.
+type dlpRule struct {
+	Detectors []string `json:"detectors,omitempty"`
+	Direction string   `json:"direction,omitempty"`
+	Backends  []string `json:"backends,omitempty"`
+	Tools     []string `json:"tools,omitempty"`
+	Fields    []string `json:"fields,omitempty"`
+	Values    []string `json:"values,omitempty"`
+	Patterns  []string `json:"patterns,omitempty"`
+	Action    string   `json:"action"`
 }
 
 // policyConfig is the policy section; empty fields keep their defaults
@@ -280,6 +302,7 @@ type backendConfig struct {
 	Env       map[string]string `json:"env,omitempty"`
 	URL       string            `json:"url,omitempty"`
 	Isolation string            `json:"isolation,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
 	Timeouts  *timeoutsConfig   `json:"timeouts,omitempty"`
 }
 
