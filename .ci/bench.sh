@@ -3,14 +3,24 @@
 # test dependencies, run the Go micro-benchmarks (./gateway/... and the
 # audit stage's, in ./cmd/sallyport-bench), then the load harness
 # (cmd/sallyport-bench: direct vs Sallyport with audit synchronous=full and
-# normal vs supergateway on the same backend, the audit stage in process,
-# audit export and verify, in one run), and end with a summary.
+# normal vs supergateway on the same backend, the audit, policy and DLP
+# stages in process, audit export and verify, in one run), then its dlp
+# mode (the DLP scanner against gitleaks v8.30.1: throughput per core,
+# recall on dlp/testdata/corpus, the stage's added latency on 1 KiB), and
+# end with a summary.
 #
-# Arguments go to the harness, as does $BENCH_ARGS:
+# gitleaks is the DLP benchmark's peer only, never a dependency: it is
+# installed once into $SALLYPORT_CACHE/gitleaks-v8.30.1 (go install, outside
+# the checkout); without it the dlp mode measures Sallyport alone.
+#
+# Arguments go to the harness, as does $BENCH_ARGS; $DLP_BENCH_ARGS go to
+# its dlp mode:
 #   .ci/bench.sh --backend demo
 #   make bench BENCH_ARGS='--isolation session --conc-calls 20000'
+#   make bench DLP_BENCH_ARGS='--mb 16 --gitleaks-mb 2'
 # The harness's figures go to bin/bench-results.json, its report to
-# bin/bench-harness.txt and the micro-benchmarks' output to bin/bench-go.txt.
+# bin/bench-harness.txt, the dlp mode's to bin/bench-dlp.json and
+# bin/bench-dlp.txt, and the micro-benchmarks' output to bin/bench-go.txt.
 #
 # The machines this runs on are shared and noisy: nothing here asserts a
 # time. The goals are printed as PASS/MISS and never fail the script; it
@@ -46,8 +56,21 @@ if [ -z "$nm" ] || [ ! -d "$nm/supergateway" ]; then
 fi
 echo "node_modules: $nm"
 
-echo "== go micro-benchmarks (./gateway/... ./cmd/sallyport-bench)"
-$GO test -run '^$' -bench . -benchmem ./gateway/... ./cmd/sallyport-bench 2>&1 | tee bin/bench-go.txt
+echo "== gitleaks (the DLP benchmark's peer)"
+gitleaks_dir="${SALLYPORT_CACHE:-$HOME/.cache/sallyport}/gitleaks-v8.30.1"
+gitleaks="$gitleaks_dir/gitleaks"
+if [ ! -x "$gitleaks" ]; then
+	GOBIN="$gitleaks_dir" $GO install github.com/zricethezav/gitleaks/v8@v8.30.1 || true
+fi
+if [ -x "$gitleaks" ]; then
+	echo "gitleaks: $gitleaks"
+else
+	echo "bench: gitleaks v8.30.1 could not be installed into $gitleaks_dir; the dlp mode measures Sallyport alone"
+	gitleaks=""
+fi
+
+echo "== go micro-benchmarks (./gateway/... ./dlp ./cmd/sallyport-bench)"
+$GO test -run '^$' -bench . -benchmem ./gateway/... ./dlp ./cmd/sallyport-bench 2>&1 | tee bin/bench-go.txt
 gobench=${PIPESTATUS[0]}
 nbench=$(grep -c '^Benchmark' bin/bench-go.txt || true)
 
@@ -55,6 +78,13 @@ echo "== load harness"
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
 bin/sallyport-bench --sallyport bin/sallyport --node-modules "$nm" --out bin/bench-results.json "$@" ${BENCH_ARGS:-} 2>&1 | tee bin/bench-harness.txt
 harness=${PIPESTATUS[0]}
+
+echo "== dlp: the DLP scanner against gitleaks"
+# gitleaks scans this secret-dense corpus at well under 1 MB/s: it is timed
+# on an 8 MiB prefix of the same 64 MiB input (the rates compare).
+# shellcheck disable=SC2086 # DLP_BENCH_ARGS is a list of flags
+bin/sallyport-bench dlp --gitleaks "$gitleaks" --corpus dlp/testdata/corpus --mb 64 --gitleaks-mb 8 --out bin/bench-dlp.json ${DLP_BENCH_ARGS:-} 2>&1 | tee bin/bench-dlp.txt
+dlpbench=${PIPESTATUS[0]}
 
 echo
 echo "== summary"
@@ -68,6 +98,12 @@ if [ "$harness" -eq 0 ]; then
 else
 	echo "load harness: FAILED (exit $harness, bin/bench-harness.txt)"
 fi
+if [ "$dlpbench" -eq 0 ]; then
+	echo "dlp mode: ok (bin/bench-dlp.json)"
+else
+	echo "dlp mode: FAILED (exit $dlpbench, bin/bench-dlp.txt)"
+fi
 sed -n '/^ratios, measured in this run:/,/^results written/p' bin/bench-harness.txt | grep -v '^results written' || true
+sed -n '/^dlp goals/,/^results written/p' bin/bench-dlp.txt | grep -v '^results written' || true
 echo "elapsed: $(( $(date +%s) - start ))s"
-if [ "$gobench" -ne 0 ] || [ "$harness" -ne 0 ]; then exit 1; fi
+if [ "$gobench" -ne 0 ] || [ "$harness" -ne 0 ] || [ "$dlpbench" -ne 0 ]; then exit 1; fi

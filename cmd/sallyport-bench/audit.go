@@ -31,6 +31,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3" // the "sqlite3" driver, for counting rows read-only
 
+	"github.com/sallyport/sallyport/dlp"
 	"github.com/sallyport/sallyport/gateway"
 	"github.com/sallyport/sallyport/gateway/audit"
 	"github.com/sallyport/sallyport/gateway/config"
@@ -49,9 +50,12 @@ const (
 	// examples/policies.
 	stagePolicyDefault  = "policy-default"
 	stagePolicyExamples = "policy-examples"
+	// The DLP stage alone, with the configuration defaults and the demo's
+	// rule (config.Demo).
+	stageDLP = "dlp"
 )
 
-var stageVariants = []string{stageNone, stageFull, stageNormal, stagePolicyDefault, stagePolicyExamples}
+var stageVariants = []string{stageNone, stageFull, stageNormal, stagePolicyDefault, stagePolicyExamples, stageDLP}
 
 // stagePolicy is the policy source of a stage variant (nil for none).
 func stagePolicy(variant string) *policy.Source {
@@ -139,6 +143,9 @@ func newVariantRig(ctx context.Context, dir, variant string) (*stageRig, error) 
 	if src := stagePolicy(variant); src != nil {
 		return newPolicyRig(ctx, *src)
 	}
+	if variant == stageDLP {
+		return newDLPRig(ctx)
+	}
 	return newStageRig(ctx, dir, stageSync(variant))
 }
 
@@ -156,6 +163,21 @@ func newPolicyRig(ctx context.Context, src policy.Source) (*stageRig, error) {
 		return nil, err
 	}
 	r.chain = gateway.Chain(gateway.LogStage{Logger: slog.New(slog.DiscardHandler)}, p)
+	return r, nil
+}
+
+// newDLPRig builds a rig whose chain is the LogStage and the DLP stage
+// with the configuration defaults and the demo's rule, without audit.
+func newDLPRig(ctx context.Context) (*stageRig, error) {
+	r, err := newStageRig(ctx, "", "")
+	if err != nil {
+		return nil, err
+	}
+	d, err := dlp.NewStage(config.Demo("sallyport", os.TempDir()).DLP, nil)
+	if err != nil {
+		return nil, err
+	}
+	r.chain = gateway.Chain(gateway.LogStage{Logger: slog.New(slog.DiscardHandler)}, d)
 	return r, nil
 }
 

@@ -31,7 +31,12 @@
 // The harness starts every server itself on 127.0.0.1 with a free port,
 // and stops every process it started by pid, on errors and interrupts too.
 //
+// The dlp mode (dlp.go) measures the DLP scanner against gitleaks instead:
+// throughput per core, recall on the labelled corpus, and the stage's
+// added latency on a 1 KiB message.
+//
 //	go run ./cmd/sallyport-bench --backend everything --out bin/bench-results.json
+//	go run ./cmd/sallyport-bench dlp --gitleaks PATH --corpus dlp/testdata/corpus --mb 64
 package main
 
 import (
@@ -93,6 +98,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// unless something is wrong.
 	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 
+	if len(args) > 0 && args[0] == "dlp" {
+		return runDLP(args[1:], stdout, stderr) // dlp.go
+	}
 	opt, err := parseOptions(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

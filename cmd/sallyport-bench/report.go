@@ -19,6 +19,7 @@ const (
 	goalAuditRowsPerSec  = 20000.0  // audit rows/s, durable, group commit, 32 concurrent
 	goalAuditAddedP50US  = 50.0     // p50 the audit stage adds to a call
 	goalPolicyAddedP50US = 40.0     // p50 the policy stage adds to a call
+	goalDLPStageAddedUS  = 20.0     // p50 the DLP stage adds to a call (request and result)
 	goalExportRowsPerSec = 200000.0 // sallyport audit export
 	goalVerifyRowsPerSec = 500000.0 // sallyport audit verify
 	unitRowsPerSec       = "rows/s"
@@ -167,9 +168,11 @@ type AuditRatios struct {
 	// The policy stage (request and result evaluated) over none.
 	PolicyDefaultAddedP50US  *float64 `json:"policy_default_minus_none_p50_us_sequential"`
 	PolicyExamplesAddedP50US *float64 `json:"policy_examples_minus_none_p50_us_sequential"`
-	ExportJSONLRowsPerSec    *float64 `json:"export_jsonl_rows_per_sec"`
-	ExportCSVRowsPerSec      *float64 `json:"export_csv_rows_per_sec"`
-	VerifyRowsPerSec         *float64 `json:"verify_rows_per_sec"`
+	// The DLP stage (request and result scanned) over none.
+	DLPAddedP50US         *float64 `json:"dlp_minus_none_p50_us_sequential"`
+	ExportJSONLRowsPerSec *float64 `json:"export_jsonl_rows_per_sec"`
+	ExportCSVRowsPerSec   *float64 `json:"export_csv_rows_per_sec"`
+	VerifyRowsPerSec      *float64 `json:"verify_rows_per_sec"`
 }
 
 // Memory is a gateway's memory use, from /proc/<pid>/status.
@@ -332,6 +335,7 @@ func (r *Report) computeAudit(p50, rate func(path string, conc bool) float64) {
 	normalP50, _, _ := stage(stageNormal, false)
 	polDefP50, _, _ := stage(stagePolicyDefault, false)
 	polExP50, _, _ := stage(stagePolicyExamples, false)
+	dlpP50, _, _ := stage(stageDLP, false)
 	_, noneRate, _ := stage(stageNone, true)
 	_, fullRate, fullRows := stage(stageFull, true)
 	_, normalRate, normalRows := stage(stageNormal, true)
@@ -355,6 +359,7 @@ func (r *Report) computeAudit(p50, rate func(path string, conc bool) float64) {
 		StageNormalRowsPerSec:      value(normalRows),
 		PolicyDefaultAddedP50US:    diff(polDefP50, noneP50),
 		PolicyExamplesAddedP50US:   diff(polExP50, noneP50),
+		DLPAddedP50US:              diff(dlpP50, noneP50),
 	}
 	if st := a.Store; st != nil {
 		x.ExportJSONLRowsPerSec = value(command(st.ExportJSONL))
@@ -375,6 +380,7 @@ func (r *Report) computeAudit(p50, rate func(path string, conc bool) float64) {
 		goal(addedGoal, "in process, sequential, synchronous=normal", x.StageNormalAddedP50US, unitMicros, atMost(goalAuditAddedP50US)),
 		goal(fmt.Sprintf("p50 the policy stage adds to a call at most %.0f µs", goalPolicyAddedP50US), "in process, sequential, default policy", x.PolicyDefaultAddedP50US, unitMicros, atMost(goalPolicyAddedP50US)),
 		goal(fmt.Sprintf("p50 the policy stage adds to a call at most %.0f µs", goalPolicyAddedP50US), "in process, sequential, examples/policies", x.PolicyExamplesAddedP50US, unitMicros, atMost(goalPolicyAddedP50US)),
+		goal(fmt.Sprintf("p50 the DLP stage adds to a call at most %.0f µs", goalDLPStageAddedUS), "in process, sequential, echo request and result, demo rule", x.DLPAddedP50US, unitMicros, atMost(goalDLPStageAddedUS)),
 		goal(fmt.Sprintf("audit export at least %.0f rows/s", goalExportRowsPerSec), "jsonl", x.ExportJSONLRowsPerSec, unitRowsPerSec, atLeast(goalExportRowsPerSec)),
 		goal(fmt.Sprintf("audit export at least %.0f rows/s", goalExportRowsPerSec), "csv", x.ExportCSVRowsPerSec, unitRowsPerSec, atLeast(goalExportRowsPerSec)),
 		goal(fmt.Sprintf("audit verify at least %.0f rows/s", goalVerifyRowsPerSec), "database, with the key", x.VerifyRowsPerSec, unitRowsPerSec, atLeast(goalVerifyRowsPerSec)),
@@ -554,6 +560,10 @@ func printGoals(w io.Writer, goals []Goal) {
 				val = fmt.Sprintf("%+.1f µs", *g.Value)
 			case unitRowsPerSec:
 				val = fmt.Sprintf("%.0f rows/s", *g.Value)
+			case unitMBPerSec:
+				val = fmt.Sprintf("%.4g MB/s", *g.Value)
+			case unitDetectors:
+				val = fmt.Sprintf("%.0f detector(s) behind", *g.Value)
 			default:
 				val = fmt.Sprintf("%.2f×", *g.Value)
 			}
@@ -615,7 +625,7 @@ func printAudit(w io.Writer, r *Report) {
 	}
 
 	if len(a.Stage) > 0 {
-		fmt.Fprintln(w, "  in process: the pipeline sallyport serve compiles, with and without the audit stages, and the policy stage alone; delivery does nothing;")
+		fmt.Fprintln(w, "  in process: the pipeline sallyport serve compiles, with and without the audit stages, and the policy and DLP stages alone; delivery does nothing;")
 		fmt.Fprintln(w, "  a call is a tools/call request and its result (two rows)")
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "    variant\tworkload\tgoroutines\tp50 µs\tp90 µs\tp99 µs\tmean µs\tcalls/s\trows/s\terrors\t")
@@ -693,6 +703,7 @@ func printAudit(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "  in process, audit p50 − no-audit p50:        full %s, normal %s (sequential, per call)\n", fmtNum(x.StageFullAddedP50US, "%+.1f µs"), fmtNum(x.StageNormalAddedP50US, "%+.1f µs"))
 	fmt.Fprintf(w, "  in process, audit calls/s / no-audit:        full %s, normal %s (concurrent)\n", fmtNum(x.StageFullOverNoneRate, "%.4f×"), fmtNum(x.StageNormalOverNoneRate, "%.4f×"))
 	fmt.Fprintf(w, "  in process, policy p50 − none p50:           default %s, examples %s (sequential, per call: request and result)\n", fmtNum(x.PolicyDefaultAddedP50US, "%+.1f µs"), fmtNum(x.PolicyExamplesAddedP50US, "%+.1f µs"))
+	fmt.Fprintf(w, "  in process, dlp p50 − none p50:              %s (sequential, per call: request and result)\n", fmtNum(x.DLPAddedP50US, "%+.1f µs"))
 
 	fmt.Fprintln(w, "\naudit goals (informational; they never fail the run):")
 	printGoals(w, a.Goals)
