@@ -37,6 +37,23 @@ func (st *state) encodedRun(text []byte, s, e, depth int) {
 	if url && std {
 		return
 	}
+	// A look at the first bytes first: a random token, a hash or an
+	// image is not text, and is dismissed before it is decoded whole.
+	var head [12]byte
+	switch {
+	case hexOnly && len(r) >= minHexRun && len(r)%2 == 0:
+		if _, err := hex.Decode(head[:], r[:24]); err != nil || !textualHead(head[:]) {
+			return
+		}
+	case url:
+		if _, err := base64.RawURLEncoding.Decode(head[:], r[:16]); err != nil || !textualHead(head[:]) {
+			return
+		}
+	default:
+		if _, err := base64.RawStdEncoding.Decode(head[:], r[:16]); err != nil || !textualHead(head[:]) {
+			return
+		}
+	}
 	var enc string
 	buf := st.buffer(depth, len(r))
 	switch {
@@ -118,6 +135,25 @@ func (st *state) nested(decoded []byte, depth int, enc string, span func(Match) 
 		}
 		st.out = append(st.out, m)
 	}
+}
+
+// textualHead reports whether b, the first bytes of a decoding, can
+// start text: no control characters, and UTF-8 that is valid but perhaps
+// for a sequence cut at the end.
+func textualHead(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+			return false
+		}
+	}
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return len(b)-i < 4 && !utf8.FullRune(b[i:]) // cut at the end
+		}
+		i += size
+	}
+	return true
 }
 
 // textual reports whether b decodes to text: valid UTF-8 without control

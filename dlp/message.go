@@ -1,6 +1,7 @@
 package dlp
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -282,14 +283,20 @@ func appendNameStep(b, name []byte) []byte {
 // stringSpan returns the span of the string's content starting at b[i]
 // (a quote), the offset of its closing quote, and whether it has escapes.
 func stringSpan(b []byte, i int) (start, end int, esc bool) {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '"':
-			return i + 1, j, esc
-		case '\\':
-			esc = true
-			j++
+	for j := i + 1; j < len(b); {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			break
 		}
+		q := j + k
+		bs := 0 // backslashes right before the quote
+		for p := q - 1; p > i && b[p] == '\\'; p-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			return i + 1, q, bytes.IndexByte(b[i+1:q], '\\') >= 0
+		}
+		j = q + 1
 	}
 	return 0, -1, false
 }

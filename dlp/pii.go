@@ -26,15 +26,15 @@ func (st *state) tokens(text []byte, depth int) {
 			case f&fDigit != 0:
 				// Fewer than 8 digits with nothing after them is no
 				// digit shape: most numbers end here.
-				if i >= numEnd && (j-i >= 8 || j < n && byteFlags[text[j]]&fNumSep != 0 || i > 0 && (text[i-1] == '+' || text[i-1] == '(')) {
+				if i >= numEnd && (j-i >= 8 || j+1 < n && byteFlags[text[j]]&fNumSep != 0 && (byteFlags[text[j+1]]&fDigit != 0 || text[j+1] == '(' || text[j] == ')') || i > 0 && (text[i-1] == '+' || text[i-1] == '(')) {
 					numEnd = st.numeric(text, i)
 				}
 			default:
 				// A token start (no letter or digit before): the
 				// prefilter's lookup.
-				if j-i >= 2 && anchorPairs[int(lower(c))<<8|int(lower(text[i+1]))] {
+				if j-i >= 2 && anchorPair(c, text[i+1]) {
 					st.anchored(text, i)
-				} else if j-i >= 3 && escaped(text, i) && anchorPairs[int(lower(text[i+1]))<<8|int(lower(text[i+2]))] {
+				} else if i > 0 && text[i-1] == '\\' && j-i >= 3 && escaped(text, i) && anchorPair(text[i+1], text[i+2]) {
 					st.anchored(text, i+1) // \nghp_… in JSON text: the token starts after the escape
 				}
 				if f&fUpper != 0 && j-i >= 4 {
@@ -45,6 +45,15 @@ func (st *state) tokens(text []byte, depth int) {
 				b64Start = i
 			}
 			i = j
+			if j < n && text[j] == ' ' {
+				// The commonest separator, handled here: it ends an
+				// encoded run and starts nothing.
+				if j-b64Start >= minBase64Run {
+					st.encodedRun(text, b64Start, j, depth)
+				}
+				b64Start = -1
+				i = j + 1
+			}
 			continue
 		}
 		if f&fSpecial != 0 {
@@ -54,7 +63,7 @@ func (st *state) tokens(text []byte, depth int) {
 			case ':':
 				if i+2 < n && text[i+1] == '/' && text[i+2] == '/' {
 					databaseURL(st, text, i, i+3)
-				} else if i >= ipv6End {
+				} else if i >= ipv6End && (i > 0 && ipv6Byte(text[i-1]) || i+1 < n && ipv6Byte(text[i+1])) {
 					ipv6End = st.ipv6(text, i)
 				}
 				st.assignment(text, i)
@@ -162,8 +171,9 @@ func (st *state) email(text []byte, at int) {
 			return
 		}
 	}
-	for _, label := range bytes.Split(dom, []byte(".")) {
-		if len(label) == 0 || label[0] == '-' || label[len(label)-1] == '-' {
+	for k, c := range dom {
+		// Labels are not empty and neither start nor end with '-'.
+		if c == '.' && (k == 0 || dom[k-1] == '.' || dom[k-1] == '-' || k+1 < len(dom) && dom[k+1] == '-') || k == 0 && c == '-' {
 			return
 		}
 	}

@@ -41,16 +41,21 @@ var anchors = func() (t [256][]anchor) {
 	return t
 }()
 
-// anchorPairs holds the first two bytes (lower-cased) of every anchor:
-// most tokens are dismissed by one lookup.
-var anchorPairs = func() (t [1 << 16]bool) {
-	for c := range anchors {
-		for _, a := range anchors[c] {
-			t[int(a.word[0])<<8|int(a.word[1])] = true
-		}
+// anchorPairs holds the first two bytes of every anchor as the secret
+// writes them (AKIA, AIza, ghp_, eyJ...): bit c1-'A' of anchorPairs[c0].
+// Most tokens are dismissed by this one lookup in a table that stays in
+// the L1 cache; the validators check the rest of the case.
+var anchorPairs = func() (t [256]uint64) {
+	for _, p := range []string{"AK", "AS", "AB", "AC", "AI", "gh", "gi", "gl", "xo", "ho", "sk", "rk", "np", "ey"} {
+		t[p[0]] |= 1 << (p[1] - 'A')
 	}
 	return t
 }()
+
+// anchorPair reports whether a token starting with c0, c1 may be a secret.
+func anchorPair(c0, c1 byte) bool {
+	return c1 >= 'A' && c1 <= 'z' && anchorPairs[c0]&(1<<(c1-'A')) != 0
+}
 
 // anchored runs the validators of the anchors the token at text[i] starts
 // with.
@@ -463,13 +468,10 @@ func databaseURL(st *state, text []byte, start, end int) {
 	for s > 0 && (isAlnum[text[s-1]] || text[s-1] == '+') {
 		s--
 	}
-	scheme := bytes.ToLower(text[s:start])
-	if s > 0 && text[s-1] == ':' { // jdbc:postgresql://
-		scheme = bytes.ToLower(text[s:start])
-	}
+	scheme := text[s:start] // jdbc:postgresql:// reads as postgresql
 	known := false
 	for _, k := range dbSchemes {
-		if string(scheme) == k {
+		if len(scheme) == len(k) && hasPrefixFold(scheme, k) {
 			known = true
 			break
 		}
@@ -649,12 +651,14 @@ func isAWSSecretName(name []byte) bool {
 	return bytes.Contains(s, []byte("secretaccesskey")) || bytes.Contains(s, []byte("awssecretkey")) || bytes.HasSuffix(s, []byte("awssecret"))
 }
 
-// secretName reports whether a member name says its value is a secret.
-// Names of protocol and paging tokens (MCP's progressToken, pageToken,
+// secretName reports whether a member name says its value is a secret:
+// it holds password, passwd, pwd, secret, api key, token, access key,
+// private key or credential (case and '_', '-', '.' ignored). Names of
+// protocol and paging tokens (MCP's progressToken, pageToken,
 // nextPageToken...) and of token counts or endpoints are not: their values
 // are ids, not credentials.
 func secretName(name []byte) bool {
-	if len(name) > 64 {
+	if len(name) > 64 || len(name) < 3 {
 		return false
 	}
 	var b [64]byte
@@ -668,22 +672,43 @@ func secretName(name []byte) bool {
 	}
 	s := b[:n]
 	found := false
-	for _, w := range [...]string{"password", "passwd", "pwd", "secret", "apikey", "token", "accesskey", "privatekey", "credential"} {
-		if bytes.Contains(s, []byte(w)) {
-			found = true
-			break
+	for i := 0; i < len(s) && !found; i++ {
+		// One look per byte, by the first letter of the words.
+		switch s[i] {
+		case 'p':
+			found = hasAt(s, i, "password") || hasAt(s, i, "passwd") || hasAt(s, i, "pwd") || hasAt(s, i, "privatekey")
+		case 's':
+			found = hasAt(s, i, "secret")
+		case 'a':
+			found = hasAt(s, i, "apikey") || hasAt(s, i, "accesskey")
+		case 't':
+			found = hasAt(s, i, "token")
+		case 'c':
+			found = hasAt(s, i, "credential")
 		}
 	}
 	if !found {
 		return false
 	}
-	for _, w := range [...]string{"progresstoken", "pagetoken", "continuationtoken", "synctoken", "resumetoken", "cursortoken",
-		"tokencount", "maxtokens", "tokens", "tokentype", "tokenendpoint", "tokenurl", "tokenuri", "tokenizer", "tokenexpir", "tokenttl"} {
-		if bytes.Contains(s, []byte(w)) {
+	for _, w := range notSecretNames {
+		if bytes.Contains(s, w) {
 			return false
 		}
 	}
 	return true
+}
+
+var notSecretNames = func() (out [][]byte) {
+	for _, w := range []string{"progresstoken", "pagetoken", "continuationtoken", "synctoken", "resumetoken", "cursortoken",
+		"tokencount", "maxtokens", "tokens", "tokentype", "tokenendpoint", "tokenurl", "tokenuri", "tokenizer", "tokenexpir", "tokenttl"} {
+		out = append(out, []byte(w))
+	}
+	return out
+}()
+
+// hasAt reports whether s holds word at i.
+func hasAt(s []byte, i int, word string) bool {
+	return len(s)-i >= len(word) && string(s[i:i+len(word)]) == word
 }
 
 // genericValue reports whether v looks like a generated secret: 12-128
@@ -708,21 +733,35 @@ func genericValue(v []byte) bool {
 }
 
 // entropy is v's Shannon entropy in bits per byte.
+// It is log2(n) - (1/n)·Σ c·log2(c) over the byte counts c, with c·log2(c)
+// from a table: one logarithm per call.
 func entropy(v []byte) float64 {
-	var counts [256]int
+	if len(v) == 0 || len(v) >= len(clog2c) {
+		return 0
+	}
+	var counts [256]uint8
 	for _, c := range v {
 		counts[c]++
 	}
-	n := float64(len(v))
-	h := 0.0
-	for _, k := range counts {
-		if k > 0 {
-			p := float64(k) / n
-			h -= p * math.Log2(p)
+	sum := 0.0
+	for _, c := range v {
+		if k := counts[c]; k > 0 {
+			sum += clog2c[k]
+			counts[c] = 0
 		}
 	}
-	return h
+	n := float64(len(v))
+	return math.Log2(n) - sum/n
 }
+
+// clog2c[c] is c·log2(c), for the counts entropy sees (values are at most
+// 128 bytes long).
+var clog2c = func() (t [256]float64) {
+	for c := 1; c < len(t); c++ {
+		t[c] = float64(c) * math.Log2(float64(c))
+	}
+	return t
+}()
 
 func lower(c byte) byte {
 	if c >= 'A' && c <= 'Z' {
