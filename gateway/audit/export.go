@@ -320,15 +320,30 @@ func checkKeys(line []byte) error {
 	return bad
 }
 
+// legacyColumns is how many columns the first export format had (through
+// mac).
+const legacyColumns = 30
+
+// at returns f[i], or "" past the end of an earlier format's record.
+func at(f []string, i int) string {
+	if i < len(f) {
+		return f[i]
+	}
+	return ""
+}
+
 func readCSV(br *bufio.Reader, fn func(*gateway.AuditRecord) error) error {
 	cr := csv.NewReader(br)
 	cr.ReuseRecord = true
-	cr.FieldsPerRecord = len(Columns)
+	cr.FieldsPerRecord = 0 // every record as long as the header
 	head, err := cr.Read()
 	if err != nil {
 		return fmt.Errorf("csv header: %w", err)
 	}
-	if !slices.Equal(head, Columns) {
+	// Exports of earlier versions end before the columns added since
+	// (policy_input with migration 0002, findings with 0003); their rows
+	// hash the same without them.
+	if len(head) < legacyColumns || len(head) > len(Columns) || !slices.Equal(head, Columns[:len(head)]) {
 		return errors.New("csv header does not name the audit export's columns")
 	}
 	var r gateway.AuditRecord
@@ -369,7 +384,7 @@ func readCSV(br *bufio.Reader, fn func(*gateway.AuditRecord) error) error {
 			Method: uncell(f[11]), MessageID: uncell(f[12]), Ref: nums[1], Backend: uncell(f[14]),
 			Target: uncell(f[15]), Arguments: uncell(f[16]), Decision: uncell(f[17]), Reasons: reasons, Rules: rules,
 			PolicyVersion: uncell(f[20]), Outcome: uncell(f[21]), ErrorCode: nums[2], Error: uncell(f[23]),
-			LatencyMicros: nums[3], Bytes: nums[4], Skipped: nums[5], PrevHash: f[27], Hash: f[28], MAC: f[29], PolicyInput: uncell(f[30]), Findings: uncell(f[31])}
+			LatencyMicros: nums[3], Bytes: nums[4], Skipped: nums[5], PrevHash: f[27], Hash: f[28], MAC: f[29], PolicyInput: uncell(at(f, 30)), Findings: uncell(at(f, 31))}
 		if err := fn(&r); err != nil {
 			return err
 		}
