@@ -121,7 +121,7 @@ func (st *state) buffer(depth, need int) []byte {
 func (st *state) nested(decoded []byte, depth int, enc string, span func(Match) (int, int)) {
 	key := st.key
 	st.key = nil
-	inner := st.scan(decoded, "", depth+1, nil)
+	inner := st.scan(decoded, depth+1)
 	st.key = key
 	for _, m := range inner {
 		m.Offset, m.Length = span(m)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
 )
@@ -104,7 +103,11 @@ func (w *walker) value(b []byte, i int, key []byte) int {
 		if e < 0 {
 			return w.fail(i)
 		}
-		w.str(w.unescape(b[s:e], esc), key, false)
+		v := w.unescape(b[s:e], esc)
+		if v == nil && esc {
+			return w.fail(i)
+		}
+		w.str(v, key, false)
 		return e + 1
 	case c == '-' || c >= '0' && c <= '9':
 		j := i + 1
@@ -145,6 +148,9 @@ func (w *walker) object(b []byte, i int) int {
 			return w.fail(i)
 		}
 		name := w.unescape(b[s:e], esc)
+		if name == nil && esc {
+			return w.fail(i)
+		}
 		// A member name can carry a secret too. Its findings get the
 		// object's path, and the paths below it name the member
 		// ["[REDACTED]"]: no path ever holds a matched value.
@@ -220,7 +226,7 @@ func (w *walker) str(text, key []byte, number bool) {
 	}
 	st := w.st
 	st.key = key
-	ms := st.scan(text, "", 0, nil)
+	ms := st.scan(text, 0)
 	st.key = nil
 	if len(ms) == 0 {
 		return
@@ -302,58 +308,15 @@ func stringSpan(b []byte, i int) (start, end int, esc bool) {
 }
 
 // unescape returns the string's content decoded; without escapes, the
-// raw bytes themselves.
+// raw bytes themselves. It returns nil for a malformed escape.
 func (w *walker) unescape(raw []byte, esc bool) []byte {
 	if !esc {
 		return raw
 	}
-	out := w.buf[:0]
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		if c != '\\' || i+1 >= len(raw) {
-			out = append(out, c)
-			continue
-		}
-		i++
-		switch raw[i] {
-		case 'n':
-			out = append(out, '\n')
-		case 't':
-			out = append(out, '\t')
-		case 'r':
-			out = append(out, '\r')
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'u':
-			if i+4 < len(raw) {
-				r := rune(hexVal(raw[i+1 : i+5]))
-				i += 4
-				if r >= 0xD800 && r < 0xDC00 && i+6 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u' {
-					lo := rune(hexVal(raw[i+3 : i+7]))
-					if lo >= 0xDC00 && lo < 0xE000 {
-						r = (r-0xD800)<<10 + (lo - 0xDC00) + 0x10000
-						i += 6
-					}
-				}
-				out = utf8.AppendRune(out, r)
-			}
-		default: // \" \\ \/
-			out = append(out, raw[i])
-		}
-	}
+	out, ok := jsonrpc.AppendUnescaped(w.buf[:0], raw)
 	w.buf = out
-	return out
-}
-
-func hexVal(b []byte) int {
-	v := 0
-	for _, c := range b {
-		if !isHex[c] {
-			return utf8.RuneError
-		}
-		v = v<<4 | int(unhex(c))
+	if !ok {
+		return nil
 	}
-	return v
+	return out
 }

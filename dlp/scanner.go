@@ -210,7 +210,7 @@ func (s *Scanner) Scan(text []byte) ([]Match, error) {
 	defer putState(st)
 	// The matches live in st, which goes back to the pool: the caller
 	// gets a copy, with an error too.
-	ms := slices.Clone(st.scan(text, "", 0, nil))
+	ms := slices.Clone(st.scan(text, 0))
 	return ms, st.err
 }
 
@@ -247,9 +247,11 @@ func putState(st *state) {
 	states.Put(st)
 }
 
-// scan appends the matches in text to dst (st.out when dst is nil at
-// depth 0) and returns it, sorted and without overlapping duplicates.
-func (st *state) scan(text []byte, key string, depth int, dst []Match) []Match {
+// scan returns the matches in text, sorted and without what another match
+// explains (see resolve). At depth 0 they are st.out itself, valid until
+// the next scan; a nested scan (of decoded text, at depth > 0) returns a
+// copy and leaves st.out as it found it.
+func (st *state) scan(text []byte, depth int) []Match {
 	start := len(st.out)
 	if depth == 0 {
 		st.out = st.out[:0]
@@ -262,9 +264,9 @@ func (st *state) scan(text []byte, key string, depth int, dst []Match) []Match {
 	if depth == 0 {
 		return st.out
 	}
-	dst = append(dst, ms...)
+	out := slices.Clone(ms)
 	st.out = st.out[:start]
-	return dst
+	return out
 }
 
 func (st *state) emit(d detector, off, n int, conf float64) {

@@ -559,6 +559,11 @@ func scanNumber(data []byte, i int) (int, string) {
 	return i, ""
 }
 
+// AppendUnescaped appends the decoded content of a JSON string literal's
+// body (without the quotes) to dst, and reports whether the body was
+// valid (it rejects what the codec rejects).
+func AppendUnescaped(dst, body []byte) ([]byte, bool) { return unescape(dst, body) }
+
 // unescape appends the decoded content of a string literal body (without
 // the quotes) to dst. It rejects everything scanString rejects.
 func unescape(dst, body []byte) ([]byte, bool) {
