@@ -185,6 +185,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "sallyport: MCP endpoint http://%s/mcp\n", ln.Addr())
 	fmt.Fprintf(stderr, "sallyport: audit log in %s (sallyport audit verify|export; GET /api/audit for groups auditor, admin)\n", db.Path())
 	fmt.Fprintf(stderr, "sallyport: policy: %s, version %.12s (sallyport policy test|eval|replay|check)\n", pol.Current().Source(), pol.Current().Version())
+	if scanner == nil {
+		fmt.Fprintln(stderr, "sallyport: DLP: disabled (dlp.disabled)")
+	} else {
+		st, _ := scanner.Status()
+		fmt.Fprintf(stderr, "sallyport: DLP: %d detectors, %d rules (sallyport dlp detectors|scan)\n", st.(dlp.Status).Detectors, len(cfg.DLP.Rules))
+	}
 	if cfg.Auth.Anonymous {
 		fmt.Fprintf(stderr, "sallyport: anonymous access is enabled (loopback only)\n")
 	} else {
