@@ -119,14 +119,11 @@ func compileRule(rc config.DLPRule) (rule, error) {
 			r.dets[d] = true
 		}
 	}
-	switch rc.Direction {
-	case "":
-	case gateway.ClientToBackend.String():
-		r.dir = gateway.ClientToBackend
-	case gateway.BackendToClient.String():
-		r.dir = gateway.BackendToClient
-	default:
-		return r, fmt.Errorf("direction %q: must be client_to_backend or backend_to_client", rc.Direction)
+	if rc.Direction != "" {
+		var ok bool
+		if r.dir, ok = gateway.ParseDirection(rc.Direction); !ok {
+			return r, fmt.Errorf("direction %q: must be client_to_backend or backend_to_client", rc.Direction)
+		}
 	}
 	for _, f := range rc.Fields {
 		p, err := gateway.ParsePath(f)
@@ -252,6 +249,10 @@ func (s *Stage) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Ha
 	return next.Handle(ctx, x)
 }
 
+// Scanner returns the scanner the stage runs, with the configuration's
+// detectors and limits.
+func (s *Stage) Scanner() *Scanner { return s.scanner }
+
 // Inspect does the stage's work on x without passing it on: it sets
 // x.Findings, applies the redactions to x.Message, and returns the
 // refusal the stage would answer with (nil when x would pass). `sallyport
@@ -309,49 +310,47 @@ func (s *Stage) inspect(x *gateway.Exchange) (err error) {
 		s.blocked.Add(1)
 		refusal := &gateway.Error{Code: gateway.CodeRefused, Message: blockMessage(locs, block)}
 		// The message goes nowhere, but the audit row records its
-		// arguments: it keeps them with every finding redacted, or none
-		// at all where that cannot be done (a finding in a member name).
+		// arguments and target: it keeps them with every finding
+		// redacted, or without them where that cannot be done (a finding
+		// in a member name, a rewrite that failed).
 		inKey := false
 		for _, i := range block {
 			acts[i] = gateway.ActionRedact
 			inKey = inKey || locs[i].InKey
 		}
-		rs, err := s.rewrites(locs, acts)
-		nm, n := m, 0
-		if err == nil && len(rs) > 0 {
-			nm, n = gateway.ReplaceValues(m, rs)
-		}
-		switch {
-		case inKey || err != nil || n != len(rs):
+		if _, err := s.apply(x, locs, acts); err != nil || inKey {
 			x.Arguments = nil
-		default:
-			x.Message = nm
-			if len(x.Arguments) > 0 {
-				x.Arguments, _ = jsonrpc.Member(nm.Params, "arguments")
+			if err != nil {
+				x.Target = ""
 			}
 		}
 		return refusal
 	}
-	rs, err := s.rewrites(locs, acts)
+	rewritten, err := s.apply(x, locs, acts)
 	if err != nil {
 		s.failures.Add(1)
 		return &gateway.Error{Code: gateway.CodeRefused, Message: "DLP redaction failed: the message was not forwarded", Err: err}
 	}
-	if len(rs) == 0 {
-		return nil
-	}
-	nm, n := gateway.ReplaceValues(m, rs)
-	if n != len(rs) {
-		s.failures.Add(1)
-		return &gateway.Error{Code: gateway.CodeRefused, Message: "DLP redaction failed: the message was not forwarded",
-			Err: fmt.Errorf("dlp: %d of %d redactions found their value", n, len(rs))}
-	}
-	s.rewritten.Add(1)
-	x.Message = nm
-	if len(x.Arguments) > 0 {
-		x.Arguments, _ = jsonrpc.Member(nm.Params, "arguments")
+	if rewritten {
+		s.rewritten.Add(1)
 	}
 	return nil
+}
+
+// apply rewrites the findings acts says to redact, mask or hash, through
+// gateway.ReplaceValues, and puts the rewritten message in x. It reports
+// whether there was anything to rewrite.
+func (s *Stage) apply(x *gateway.Exchange, locs []Located, acts []string) (bool, error) {
+	rs, err := s.rewrites(locs, acts)
+	if err != nil || len(rs) == 0 {
+		return false, err
+	}
+	nm, n := gateway.ReplaceValues(x.Message, rs)
+	if n != len(rs) {
+		return false, fmt.Errorf("dlp: %d of %d redactions found their value", n, len(rs))
+	}
+	x.Replace(nm)
+	return true, nil
 }
 
 // action decides what to do with l: the first matching rule's action,
@@ -410,10 +409,10 @@ func (s *Stage) rewrites(locs []Located, acts []string) ([]gateway.Replacement, 
 	vals := map[string]*Located{}
 	for i := range locs {
 		a := acts[i]
-		if a != gateway.ActionRedact && a != gateway.ActionMask && a != gateway.ActionHash {
-			continue
-		}
 		l := &locs[i]
+		if a != gateway.ActionRedact && a != gateway.ActionMask && a != gateway.ActionHash || l.InKey {
+			continue // a member name is never rewritten: it is blocked
+		}
 		if _, ok := byPath[l.Path]; !ok {
 			order = append(order, l.Path)
 			vals[l.Path] = l

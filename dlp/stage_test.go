@@ -183,6 +183,29 @@ func TestStageDefaults(t *testing.T) {
 		}
 	})
 
+	t.Run("a secret in a resource URI leaves the target too", func(t *testing.T) {
+		uri := "postgres://app:Xk9mP2vL7qR4@db.internal/orders"
+		for _, blocked := range []bool{true, false} {
+			st := s
+			if !blocked {
+				st = newTestStage(t, config.DLP{Rules: []config.DLPRule{{Detectors: []string{"secret"}, Action: "redact"}}})
+			}
+			x := gateway.NewExchange(deliverNothing)
+			x.Direction, x.Kind, x.Method = gateway.ClientToBackend, gateway.KindRequest, "resources/read"
+			x.Backend, x.Target = "db", uri
+			x.Message = jsonrpc.NewRequest(json.RawMessage(`7`), "resources/read", json.RawMessage(`{"uri":`+quote(uri)+`}`))
+			r, err := handle(st, x)
+			if blocked {
+				refused(t, err, r, []string{"database-url-password in params.uri"}, "Xk9mP2vL7qR4")
+			} else if err != nil || r.calls != 1 {
+				t.Fatalf("Handle: %v, next called %d times", err, r.calls)
+			}
+			if want := "postgres://app:[REDACTED:database-url-password]@db.internal/orders"; x.Target != want {
+				t.Errorf("blocked %v: target %q, want %q", blocked, x.Target, want)
+			}
+		}
+	})
+
 	t.Run("a blocked secret in a member name leaves no arguments", func(t *testing.T) {
 		x := toolCall(t, "github", "create_issue", `{"title":"hi",`+quote(ghp)+`:1}`)
 		r, err := handle(s, x)

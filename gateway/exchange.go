@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
@@ -28,6 +29,17 @@ func (d Direction) String() string {
 		return "backend_to_client"
 	}
 	return "unknown"
+}
+
+// ParseDirection returns the direction String names.
+func ParseDirection(s string) (Direction, bool) {
+	switch s {
+	case ClientToBackend.String():
+		return ClientToBackend, true
+	case BackendToClient.String():
+		return BackendToClient, true
+	}
+	return 0, false
 }
 
 // Kind classifies a message within its direction.
@@ -118,6 +130,53 @@ type Exchange struct {
 	Findings []Finding
 
 	deliver func(ctx context.Context, x *Exchange) error
+}
+
+// Replace puts m, a rewritten copy of x.Message (a redaction), in its
+// place, and derives again what the exchange took from the message, so
+// that no stage after it, nor the audit row, sees a value the redaction
+// removed: the arguments, and the target where it came from the name or
+// URI in the params (params.name, params.uri, params.ref.name,
+// params.ref.uri; a namespace prefix before the target is kept off).
+func (x *Exchange) Replace(m *jsonrpc.Message) {
+	old := x.Message
+	x.Message = m
+	if len(x.Arguments) > 0 {
+		x.Arguments, _ = jsonrpc.Member(m.Params, "arguments")
+	}
+	if x.Target == "" || old == nil || len(old.Params) == 0 {
+		return
+	}
+	for _, keys := range targetSources {
+		o, ok := memberString(old.Params, keys)
+		if !ok || !strings.HasSuffix(o, x.Target) {
+			continue
+		}
+		n, _ := memberString(m.Params, keys)
+		if n == o {
+			continue
+		}
+		if prefix := o[:len(o)-len(x.Target)]; strings.HasPrefix(n, prefix) {
+			x.Target = n[len(prefix):]
+		} else {
+			x.Target = n // the redaction reached into the prefix
+		}
+		return
+	}
+}
+
+// targetSources are where in the params a target comes from.
+var targetSources = [][]string{{"name"}, {"uri"}, {"ref", "name"}, {"ref", "uri"}}
+
+// memberString returns the string at the member path keys of obj.
+func memberString(obj json.RawMessage, keys []string) (string, bool) {
+	for _, k := range keys {
+		var ok bool
+		if obj, ok = jsonrpc.Member(obj, k); !ok {
+			return "", false
+		}
+	}
+	return jsonrpc.Unquote(obj)
 }
 
 // ListedEntry is the origin of one entry of an aggregated list.

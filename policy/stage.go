@@ -161,10 +161,7 @@ func (s *Stage) redact(x *gateway.Exchange, d *gateway.Decision) {
 	if n == 0 {
 		return
 	}
-	x.Message = m
-	if len(x.Arguments) > 0 {
-		x.Arguments, _ = jsonrpc.Member(m.Params, "arguments")
-	}
+	x.Replace(m)
 	if len(d.Input) > 0 {
 		// The audit row keeps what is forwarded, never what was redacted.
 		if doc, err := s.inputs.Build(x); err == nil {
