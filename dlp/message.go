@@ -130,11 +130,10 @@ func (w *walker) value(b []byte, i int, key []byte) int {
 }
 
 func (w *walker) object(b []byte, i int) int {
-	if w.depth++; w.depth > maxWalkDepth {
-		w.err = fmt.Errorf("%w: JSON nested deeper than %d", ErrLimit, maxWalkDepth)
+	if !w.enter() {
 		return -1
 	}
-	defer func() { w.depth-- }()
+	defer w.leave()
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return i + 1
@@ -189,12 +188,23 @@ func (w *walker) object(b []byte, i int) int {
 	return w.fail(i)
 }
 
-func (w *walker) array(b []byte, i int) int {
+// enter goes one level deeper into the JSON, or sets w.err when that
+// passes maxWalkDepth; leave comes back up.
+func (w *walker) enter() bool {
 	if w.depth++; w.depth > maxWalkDepth {
 		w.err = fmt.Errorf("%w: JSON nested deeper than %d", ErrLimit, maxWalkDepth)
+		return false
+	}
+	return true
+}
+
+func (w *walker) leave() { w.depth-- }
+
+func (w *walker) array(b []byte, i int) int {
+	if !w.enter() {
 		return -1
 	}
-	defer func() { w.depth-- }()
+	defer w.leave()
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == ']' {
 		return i + 1

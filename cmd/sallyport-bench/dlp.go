@@ -248,16 +248,7 @@ func parseDLPOptions(args []string, stderr io.Writer) (dlpOptions, error) {
 	case opt.stageCalls < 0:
 		return opt, errors.New("--stage-calls must be at least 0")
 	}
-	var err error
-	for _, p := range []*string{&opt.gitleaks, &opt.corpus, &opt.out, &opt.keep} {
-		if *p == "" {
-			continue
-		}
-		if *p, err = filepath.Abs(*p); err != nil {
-			return opt, err
-		}
-	}
-	return opt, nil
+	return opt, absPaths(&opt.gitleaks, &opt.corpus, &opt.out, &opt.keep)
 }
 
 // runDLP is the dlp mode's main.
@@ -278,7 +269,7 @@ func runDLP(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	printDLPReport(stdout, rep)
-	if err := writeJSONFile(opt.out, rep); err != nil {
+	if err := writeJSON(opt.out, rep); err != nil {
 		fmt.Fprintln(stderr, "sallyport-bench dlp:", err)
 		return 1
 	}
@@ -908,20 +899,6 @@ func (r *DLPReport) computeGoals() {
 		goal("recall at least gitleaks' on every shared secret detector", "corpus positives; the value is how many detectors are behind", recallBehind, unitDetectors, atMost(0)),
 		goal(fmt.Sprintf("p50 the DLP stage adds to a 1 KiB message at most %.0f µs", goalDLPAddedP50US), "in process, tools/call result, demo rule", added, unitMicros, atMost(goalDLPAddedP50US)),
 	}
-}
-
-func writeJSONFile(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("write results: %w", err)
-	}
-	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write results: %w", err)
-	}
-	return nil
 }
 
 func pct(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }

@@ -194,16 +194,22 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	case opt.auditRows != 0 && opt.auditRows < 1000:
 		return opt, errors.New("--audit-rows: 0, or at least 1000")
 	}
-	var err error
-	for _, p := range []*string{&opt.sallyport, &opt.preload, &opt.out, &opt.dbDir} {
+	return opt, absPaths(&opt.sallyport, &opt.preload, &opt.out, &opt.dbDir)
+}
+
+// absPaths makes each non-empty path absolute.
+func absPaths(ps ...*string) error {
+	for _, p := range ps {
 		if *p == "" {
 			continue
 		}
-		if *p, err = filepath.Abs(*p); err != nil {
-			return opt, err
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
 		}
+		*p = abs
 	}
-	return opt, nil
+	return nil
 }
 
 // repoRoot is the nearest directory above the working directory that holds

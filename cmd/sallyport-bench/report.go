@@ -447,8 +447,9 @@ func (a *AuditReport) failed() bool {
 	return false
 }
 
-func writeJSON(path string, r *Report) error {
-	data, err := json.MarshalIndent(r, "", "  ")
+// writeJSON writes v, indented, to path.
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -120,11 +120,7 @@ func runDLPScan(args []string, stdin io.Reader, stdout io.Writer) error {
 			return err
 		}
 	} else {
-		sc, err := dlp.NewScanner(dlp.Options{Detectors: cfg.Detectors, MaxDecodeDepth: cfg.MaxDecodeDepth, MaxDecodedBytes: cfg.MaxDecodedBytes.Int()})
-		if err != nil {
-			return err
-		}
-		ms, err := sc.Scan(data)
+		ms, err := stage.Scanner().Scan(data)
 		if err != nil {
 			return err
 		}
@@ -170,14 +166,11 @@ func scanMessage(stage *dlp.Stage, m *jsonrpc.Message, direction, backend, tool 
 	default:
 		x.Direction, x.Kind = gateway.ClientToBackend, gateway.KindRequest
 	}
-	switch direction {
-	case "":
-	case gateway.ClientToBackend.String():
-		x.Direction = gateway.ClientToBackend
-	case gateway.BackendToClient.String():
-		x.Direction = gateway.BackendToClient
-	default:
-		return scanOutput{}, fmt.Errorf("%w: --direction must be client_to_backend or backend_to_client", errUsage)
+	if direction != "" {
+		var ok bool
+		if x.Direction, ok = gateway.ParseDirection(direction); !ok {
+			return scanOutput{}, fmt.Errorf("%w: --direction must be client_to_backend or backend_to_client", errUsage)
+		}
 	}
 	x.Target = tool
 	if tool == "" {
@@ -188,12 +181,9 @@ func scanMessage(stage *dlp.Stage, m *jsonrpc.Message, direction, backend, tool 
 		}
 	}
 	x.Arguments, _ = jsonrpc.Member(m.Params, "arguments")
-	// The values, for display, before the stage redacts them.
-	sc, err := dlp.NewScanner(dlp.Options{})
-	if err != nil {
-		return scanOutput{}, err
-	}
-	locs, _ := sc.ScanMessage(m)
+	// The values, for display, before the stage redacts them: the same
+	// scanner finds the same spans.
+	locs, _ := stage.Scanner().ScanMessage(m)
 	values := map[string]string{}
 	for i := range locs {
 		values[fmt.Sprintf("%s|%d|%d", locs[i].Path, locs[i].Offset, locs[i].Length)] = locs[i].Value()
