@@ -90,6 +90,10 @@ type AuditRecord struct {
 	LatencyMicros int64
 	// Bytes is the size of the message as encoded.
 	Bytes int64
+	// Approval is the id of the approval item the row belongs to: the
+	// held request, each transition of the item, and the delivered call
+	// and its answer.
+	Approval string
 	// Skipped counts the notifications of this method and session that
 	// sampling left unrecorded since the previous recorded one.
 	Skipped int64
@@ -111,7 +115,7 @@ type AuditRecord struct {
 func (r *AuditRecord) Sanitize() {
 	for _, p := range []*string{&r.Session, &r.Transport, &r.ProtocolVersion, &r.ClientName, &r.ClientVersion,
 		&r.Principal, &r.TokenID, &r.Direction, &r.Kind, &r.Method, &r.MessageID, &r.Backend, &r.Target,
-		&r.Arguments, &r.Decision, &r.PolicyVersion, &r.PolicyInput, &r.Findings, &r.Outcome, &r.Error} {
+		&r.Arguments, &r.Decision, &r.PolicyVersion, &r.PolicyInput, &r.Findings, &r.Outcome, &r.Error, &r.Approval} {
 		if !utf8.ValidString(*p) {
 			*p = strings.ToValidUTF8(*p, "\uFFFD")
 		}
@@ -163,6 +167,7 @@ func (r *AuditRecord) AppendCanonical(b []byte) []byte {
 		}
 	}
 	// Keys in sorted order.
+	str("approval", r.Approval)
 	str("arguments", r.Arguments)
 	str("backend", r.Backend)
 	num("bytes", r.Bytes)
@@ -286,6 +291,8 @@ type AuditFilter struct {
 	Target       string // tool, prompt or resource URI
 	Method       string
 	Decision     string
+	// Approval selects the rows of one approval item.
+	Approval string
 	// AfterSeq selects rows with a greater Seq, ThroughSeq (when not 0)
 	// rows with a Seq not greater; Limit caps how many (0: no cap).
 	AfterSeq   int64

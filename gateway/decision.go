@@ -61,6 +61,11 @@ type ApprovalRequest struct {
 	// Timeout is how long the call waits for a decision; 0 takes the
 	// approval queue's default.
 	Timeout time.Duration
+	// Quorum is how many distinct reviewers must approve; 0 means 1.
+	Quorum int
+	// Mode is ApprovalModeHold or ApprovalModeRetry; "" takes the
+	// approval queue's default.
+	Mode string
 }
 
 // DenyMessage is the text a client gets for a message refused by policy.

@@ -128,6 +128,22 @@ type Exchange struct {
 	// Findings are what the DLP stage found in the message (after its
 	// redactions, the message no longer holds the values).
 	Findings []Finding
+	// Grant is the approval that authorized delivering this request, set
+	// by the approval stage; the audit Gate refuses a request whose
+	// decision asks for approval and that carries none.
+	Grant *Grant
+	// Progress, on a client's request that asked for progress (a
+	// progressToken), sends the client a progress notification while the
+	// request waits (for an approval); nil otherwise.
+	Progress Progress
+	// CurrentDefinition, on a routed tools/call or prompts/get, looks the
+	// target's definition up again (the backend may have changed it since
+	// the call was routed); nil elsewhere.
+	CurrentDefinition func(ctx context.Context) (json.RawMessage, error)
+	// Answer is, on a delivered request, the backend's answer as it came
+	// back (a result or a JSON-RPC error), before its own pass through
+	// the pipeline.
+	Answer *jsonrpc.Message
 
 	deliver func(ctx context.Context, x *Exchange) error
 }
