@@ -62,8 +62,8 @@ type pending struct {
 
 const insertSQL = `INSERT INTO audit (seq, ts, session, transport, protocol_version, client_name, client_version,
 	principal, token_id, direction, kind, method, message_id, ref, backend, target, arguments, decision, reasons,
-	rules, policy_version, outcome, error_code, error, latency_us, bytes, skipped, prev_hash, hash, mac, policy_input, findings)
-	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	rules, policy_version, outcome, error_code, error, latency_us, bytes, skipped, prev_hash, hash, mac, policy_input, findings,
+	approval) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 
 // errClosed refuses writes after Close.
 var errClosed = fmt.Errorf("%w: database is closed", gateway.ErrAuditUnavailable)
@@ -327,7 +327,7 @@ func (l *auditLog) commit(batch []*pending) (err error) {
 				r.ClientName, r.ClientVersion, r.Principal, r.TokenID, r.Direction, r.Kind, r.Method, r.MessageID,
 				r.Ref, r.Backend, r.Target, r.Arguments, r.Decision, gateway.AuditListText(r.Reasons), gateway.AuditListText(r.Rules),
 				r.PolicyVersion, r.Outcome, r.ErrorCode, r.Error, r.LatencyMicros, r.Bytes, r.Skipped,
-				r.PrevHash, r.Hash, r.MAC, r.PolicyInput, r.Findings); err != nil {
+				r.PrevHash, r.Hash, r.MAC, r.PolicyInput, r.Findings, r.Approval); err != nil {
 				return fmt.Errorf("insert: %w", err)
 			}
 		}
@@ -485,14 +485,14 @@ func (l *auditLog) pruneChunk(ctx context.Context, before time.Time) (int64, err
 
 // selectSQL reads a row as its integer columns and one JSON array of its
 // text columns (textColumns, in that order): SQLite builds the array in C,
-// which is several times cheaper than handing over 25 columns one by one.
+// which is several times cheaper than handing over 26 columns one by one.
 const selectSQL = `SELECT seq, ts, ref, error_code, latency_us, bytes, skipped,
 	json_array(session, transport, protocol_version, client_name, client_version, principal, token_id,
 	direction, kind, method, message_id, backend, target, arguments, decision, reasons, rules, policy_version,
-	outcome, error, prev_hash, hash, mac, policy_input, findings) FROM audit`
+	outcome, error, prev_hash, hash, mac, policy_input, findings, approval) FROM audit`
 
 // textColumns is the number of elements of selectSQL's JSON array.
-const textColumns = 25
+const textColumns = 26
 
 // Scan implements gateway.AuditLog.
 func (l *auditLog) Scan(ctx context.Context, f gateway.AuditFilter, fn func(r *gateway.AuditRecord) error) error {
@@ -522,6 +522,9 @@ func (l *auditLog) Scan(ctx context.Context, f gateway.AuditFilter, fn func(r *g
 	}
 	if f.Decision != "" {
 		add("decision = ?", f.Decision)
+	}
+	if f.Approval != "" {
+		add("approval = ?", f.Approval)
 	}
 	if f.AfterSeq > 0 {
 		add("seq > ?", f.AfterSeq)
@@ -569,7 +572,7 @@ func (l *auditLog) Scan(ctx context.Context, f gateway.AuditFilter, fn func(r *g
 		r.Principal, r.TokenID, r.Direction, r.Kind, r.Method, r.MessageID = fields[5], fields[6], fields[7], fields[8], fields[9], fields[10]
 		r.Backend, r.Target, r.Arguments, r.Decision = fields[11], fields[12], fields[13], fields[14]
 		r.PolicyVersion, r.Outcome, r.Error, r.PrevHash, r.Hash, r.MAC = fields[17], fields[18], fields[19], fields[20], fields[21], fields[22]
-		r.PolicyInput, r.Findings = fields[23], fields[24]
+		r.PolicyInput, r.Findings, r.Approval = fields[23], fields[24], fields[25]
 		if r.Reasons, err = gateway.AppendAuditList(r.Reasons[:0], fields[15]); err != nil {
 			return fmt.Errorf("read audit log: row %d: reasons: %w", r.Seq, err)
 		}

@@ -176,7 +176,7 @@ func TestAppendStoresEveryField(t *testing.T) {
 		Kind: "result", Method: "tools/call", MessageID: `"abc"`, Ref: 7, Backend: "git", Target: "commit",
 		Arguments: `{"message":"x"}`, Decision: gateway.DecisionDeny, Reasons: []string{"a", "b"}, Rules: []string{"r1", "r2"},
 		PolicyVersion: "sha256:abc", Outcome: gateway.OutcomeError, ErrorCode: -32001, Error: "denied", LatencyMicros: 1500,
-		Bytes: 4096, Skipped: 3,
+		Bytes: 4096, Skipped: 3, Approval: "apr_00112233445566778899aabbccddeeff",
 	}
 	tests := []struct {
 		name string
@@ -184,6 +184,7 @@ func TestAppendStoresEveryField(t *testing.T) {
 	}{
 		{name: "every field set", rec: full},
 		{name: "only a time", rec: gateway.AuditRecord{Time: t0}},
+		{name: "an approval id alone", rec: gateway.AuditRecord{Time: t0, Approval: "apr_1"}},
 		{name: "no time at all", rec: gateway.AuditRecord{Method: "ping"}},
 		{name: "a time in another zone", rec: gateway.AuditRecord{Time: t0.In(time.FixedZone("X", -7*3600)), Method: "ping"}},
 		{name: "a time before 1970", rec: gateway.AuditRecord{Time: time.Date(1969, 7, 20, 20, 17, 40, 999_999_999, time.UTC)}},
@@ -386,6 +387,8 @@ func TestScanFilters(t *testing.T) {
 		{Time: at(6), Principal: "alice", Backend: "files", Target: "read", Method: "tools/call", Decision: gateway.DecisionDeny},  // 7
 		{Time: at(7), Principal: "bob", Method: "initialize", Decision: gateway.DecisionAllow},                                     // 8
 	}
+	// Rows 2, 5 and 7 belong to approval items: 2 and 7 to apr_a, 5 to apr_b.
+	rows[1].Approval, rows[4].Approval, rows[6].Approval = "apr_a", "apr_b", "apr_a"
 	for i := range rows {
 		if err := db.Audit().Append(ctx, &rows[i]); err != nil {
 			t.Fatal(err)
@@ -408,6 +411,10 @@ func TestScanFilters(t *testing.T) {
 		{name: "a resource URI as target", filter: gateway.AuditFilter{Target: "file:///etc/hosts"}, want: []int64{6}},
 		{name: "method", filter: gateway.AuditFilter{Method: "tools/call"}, want: []int64{1, 2, 3, 5, 7}},
 		{name: "decision", filter: gateway.AuditFilter{Decision: gateway.DecisionDeny}, want: []int64{2, 5, 7}},
+		{name: "approval selects exactly that item's rows", filter: gateway.AuditFilter{Approval: "apr_a"}, want: []int64{2, 7}},
+		{name: "another approval", filter: gateway.AuditFilter{Approval: "apr_b"}, want: []int64{5}},
+		{name: "an approval id is compared exactly, not as a prefix", filter: gateway.AuditFilter{Approval: "apr_"}, want: []int64{}},
+		{name: "approval and principal", filter: gateway.AuditFilter{Approval: "apr_a", Principal: "alice"}, want: []int64{7}},
 		{name: "after seq", filter: gateway.AuditFilter{AfterSeq: 5}, want: []int64{6, 7, 8}},
 		{name: "after the last seq selects nothing", filter: gateway.AuditFilter{AfterSeq: 8}, want: []int64{}},
 		{name: "limit takes the first rows", filter: gateway.AuditFilter{Limit: 3}, want: []int64{1, 2, 3}},
