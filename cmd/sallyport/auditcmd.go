@@ -43,6 +43,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fs.Lookup("since").Usage = "only rows at or after this time (RFC 3339, 2006-01-02, or an age like 7d)"
 		fs.Lookup("until").Usage = "only rows before this time (RFC 3339, 2006-01-02, or an age like 7d)"
+		fs.Lookup("approval").Usage = "only the rows of this approval item (its id, apr_…): the held request, each transition, the delivered call and its answer"
 	case "prune":
 		olderThan = fs.String("older-than", "", "delete rows older than this age (e.g. 90d), keeping the chain verifiable")
 	default:

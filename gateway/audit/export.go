@@ -27,7 +27,7 @@ const (
 var Columns = []string{"seq", "time", "session", "transport", "protocol_version", "client_name", "client_version",
 	"principal", "token_id", "direction", "kind", "method", "message_id", "ref", "backend", "target", "arguments",
 	"decision", "reasons", "rules", "policy_version", "outcome", "error_code", "error", "latency_us", "bytes",
-	"skipped", "prev_hash", "hash", "mac", "policy_input", "findings"}
+	"skipped", "prev_hash", "hash", "mac", "policy_input", "findings", "approval"}
 
 // numeric columns are written as numbers and never formula-escaped.
 var numeric = map[string]bool{"seq": true, "ref": true, "error_code": true, "latency_us": true, "bytes": true, "skipped": true}
@@ -87,7 +87,8 @@ func (w *Writer) Write(r *gateway.AuditRecord) error {
 		f = append(f, strconv.FormatInt(r.Ref, 10), cell(r.Backend), cell(r.Target), cell(r.Arguments), cell(r.Decision),
 			cell(gateway.AuditListText(r.Reasons)), cell(gateway.AuditListText(r.Rules)), cell(r.PolicyVersion), cell(r.Outcome),
 			strconv.FormatInt(r.ErrorCode, 10), cell(r.Error), strconv.FormatInt(r.LatencyMicros, 10),
-			strconv.FormatInt(r.Bytes, 10), strconv.FormatInt(r.Skipped, 10), r.PrevHash, r.Hash, r.MAC, cell(r.PolicyInput), cell(r.Findings))
+			strconv.FormatInt(r.Bytes, 10), strconv.FormatInt(r.Skipped, 10), r.PrevHash, r.Hash, r.MAC, cell(r.PolicyInput), cell(r.Findings),
+			cell(r.Approval))
 		return w.cw.Write(f)
 	}
 	b := w.buf[:0]
@@ -145,6 +146,7 @@ func (w *Writer) Write(r *gateway.AuditRecord) error {
 	str("mac", r.MAC)
 	str("policy_input", r.PolicyInput)
 	str("findings", r.Findings)
+	str("approval", r.Approval)
 	b = append(b, "}\n"...)
 	w.buf = b
 	_, err := w.bw.Write(b)
@@ -242,6 +244,7 @@ type jsonRow struct {
 	MAC             string   `json:"mac"`
 	PolicyInput     string   `json:"policy_input"`
 	Findings        string   `json:"findings"`
+	Approval        string   `json:"approval"`
 }
 
 func readJSONL(br *bufio.Reader, fn func(*gateway.AuditRecord) error) error {
@@ -274,7 +277,8 @@ func readJSONL(br *bufio.Reader, fn func(*gateway.AuditRecord) error) error {
 				MessageID: j.MessageID, Ref: j.Ref, Backend: j.Backend, Target: j.Target, Arguments: j.Arguments,
 				Decision: j.Decision, Reasons: j.Reasons, Rules: j.Rules, PolicyVersion: j.PolicyVersion,
 				Outcome: j.Outcome, ErrorCode: j.ErrorCode, Error: j.Error, LatencyMicros: j.LatencyMicros,
-				Bytes: j.Bytes, Skipped: j.Skipped, PrevHash: j.PrevHash, Hash: j.Hash, MAC: j.MAC, PolicyInput: j.PolicyInput, Findings: j.Findings}
+				Bytes: j.Bytes, Skipped: j.Skipped, PrevHash: j.PrevHash, Hash: j.Hash, MAC: j.MAC, PolicyInput: j.PolicyInput, Findings: j.Findings,
+				Approval: j.Approval}
 			if ferr := fn(&r); ferr != nil {
 				return ferr
 			}
@@ -341,8 +345,8 @@ func readCSV(br *bufio.Reader, fn func(*gateway.AuditRecord) error) error {
 		return fmt.Errorf("csv header: %w", err)
 	}
 	// Exports of earlier versions end before the columns added since
-	// (policy_input with migration 0002, findings with 0003); their rows
-	// hash the same without them.
+	// (policy_input with migration 0002, findings with 0003, approval with
+	// 0004); their rows hash the same without them.
 	if len(head) < legacyColumns || len(head) > len(Columns) || !slices.Equal(head, Columns[:len(head)]) {
 		return errors.New("csv header does not name the audit export's columns")
 	}
@@ -384,7 +388,8 @@ func readCSV(br *bufio.Reader, fn func(*gateway.AuditRecord) error) error {
 			Method: uncell(f[11]), MessageID: uncell(f[12]), Ref: nums[1], Backend: uncell(f[14]),
 			Target: uncell(f[15]), Arguments: uncell(f[16]), Decision: uncell(f[17]), Reasons: reasons, Rules: rules,
 			PolicyVersion: uncell(f[20]), Outcome: uncell(f[21]), ErrorCode: nums[2], Error: uncell(f[23]),
-			LatencyMicros: nums[3], Bytes: nums[4], Skipped: nums[5], PrevHash: f[27], Hash: f[28], MAC: f[29], PolicyInput: uncell(at(f, 30)), Findings: uncell(at(f, 31))}
+			LatencyMicros: nums[3], Bytes: nums[4], Skipped: nums[5], PrevHash: f[27], Hash: f[28], MAC: f[29], PolicyInput: uncell(at(f, 30)), Findings: uncell(at(f, 31)),
+			Approval: uncell(at(f, 32))}
 		if err := fn(&r); err != nil {
 			return err
 		}

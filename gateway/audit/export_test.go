@@ -40,6 +40,8 @@ func awkward() []*gateway.AuditRecord {
 		{Time: t.Add(time.Microsecond)}, // nothing but a time
 		{Time: t, PolicyInput: `{"kind":"request","findings":[]}`,
 			Findings: `[{"detector":"EMAIL_ADDRESS","path":"params.arguments[\"=to\"]","offset":0,"length":17,"action":"redact"}]`},
+		{Time: t, Approval: "apr_00112233445566778899aabbccddeeff", Method: "tools/call", Target: "delete_repo"},
+		{Time: t, Approval: "=apr,\"x\"\r\n"}, // formula, separator, quotes and a CR in the approval cell
 	}
 	for i, r := range recs {
 		r.Time = r.Time.Add(time.Duration(i) * time.Second)
@@ -113,13 +115,13 @@ func TestExportRoundTrip(t *testing.T) {
 }
 
 // TestReadExportOfEarlierVersions reads CSV exports written before the
-// policy_input (migration 0002) and findings (0003) columns existed: their
-// rows read back and verify.
+// policy_input (migration 0002), findings (0003) and approval (0004)
+// columns existed: their rows read back and verify.
 func TestReadExportOfEarlierVersions(t *testing.T) {
 	db, _ := openDB(t, sqlite.Options{AuditKey: testKey, CheckpointEvery: 3})
 	var recs []*gateway.AuditRecord
 	for _, r := range awkward() {
-		r.PolicyInput, r.Findings = "", ""
+		r.PolicyInput, r.Findings, r.Approval = "", "", ""
 		recs = append(recs, r)
 	}
 	appendAll(t, db.Audit(), recs, 100)
@@ -129,7 +131,7 @@ func TestReadExportOfEarlierVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, keep := range []int{len(audit.Columns) - 1, len(audit.Columns) - 2} {
+	for _, keep := range []int{len(audit.Columns) - 1, len(audit.Columns) - 2, len(audit.Columns) - 3} {
 		var b bytes.Buffer
 		w := csv.NewWriter(&b)
 		for _, rec := range all {
@@ -158,6 +160,45 @@ func TestReadExportOfEarlierVersions(t *testing.T) {
 	w.Flush()
 	if err := audit.ReadExport(&b, func(*gateway.AuditRecord) error { return nil }); err == nil {
 		t.Error("a header without mac was accepted")
+	}
+}
+
+// TestReadJSONLExportOfEarlierVersions reads JSONL exports written before
+// the policy_input, findings and approval keys existed: their rows read
+// back and verify.
+func TestReadJSONLExportOfEarlierVersions(t *testing.T) {
+	db, _ := openDB(t, sqlite.Options{AuditKey: testKey, CheckpointEvery: 3})
+	var recs []*gateway.AuditRecord
+	for _, r := range awkward() {
+		r.PolicyInput, r.Findings, r.Approval = "", "", ""
+		recs = append(recs, r)
+	}
+	appendAll(t, db.Audit(), recs, 100)
+	want := rows(t, db.Audit(), gateway.AuditFilter{})
+	data := exportAll(t, db.Audit(), gateway.AuditFilter{}, audit.FormatJSONL)
+	for _, drop := range [][]string{{"approval"}, {"findings", "approval"}, {"policy_input", "findings", "approval"}} {
+		t.Run("without "+strings.Join(drop, ", "), func(t *testing.T) {
+			old := string(data)
+			for _, k := range drop {
+				n := strings.Count(old, `,"`+k+`":""`)
+				old = strings.ReplaceAll(old, `,"`+k+`":""`, "")
+				if n != len(want) {
+					t.Fatalf("dropped key %s from %d lines, want every one of %d", k, n, len(want))
+				}
+			}
+			got := readAll(t, []byte(old))
+			v := &audit.Verifier{Key: testKey}
+			v.Start(gateway.AuditAnchor{})
+			for i := range got {
+				if !reflect.DeepEqual(got[i], want[i]) {
+					t.Errorf("row %d changed:\n got %q\nwant %q", want[i].Seq, fields(got[i]), fields(want[i]))
+				}
+				v.Check(&got[i])
+			}
+			if rep := v.Report(); !rep.OK() || rep.Rows != int64(len(want)) {
+				t.Errorf("verifying: %+v", rep)
+			}
+		})
 	}
 }
 

@@ -92,6 +92,10 @@ func syntheticFrom(from, n int) []*gateway.AuditRecord {
 			PolicyVersion:   "v12",
 			Bytes:           int64(120 + i%300),
 		}
+		if i%20 == 4 || i%20 == 5 {
+			// A call held for approval and its answer.
+			r.Approval = fmt.Sprintf("apr_%04d", i/20)
+		}
 		if i%10 == 9 {
 			r.Decision = gateway.DecisionDeny
 			r.Outcome = gateway.OutcomeRefused

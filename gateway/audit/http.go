@@ -18,8 +18,10 @@ import (
 var ReaderGroups = []string{"auditor", "admin"}
 
 // FilterParams are the names of the filter parameters, the same for the
-// CLI flags and the HTTP query.
-var FilterParams = []string{"since", "until", "principal", "backend", "tool", "method", "decision"}
+// CLI flags and the HTTP query. approval takes an approval item's id and
+// selects its rows (the held request, each transition, the delivered call
+// and its answer).
+var FilterParams = []string{"since", "until", "principal", "backend", "tool", "method", "decision", "approval"}
 
 // ParseFilter builds a filter from parameter values (get returns "" for an
 // absent one). since and until take an RFC 3339 time, a date
@@ -34,7 +36,7 @@ func ParseFilter(get func(name string) string, now time.Time) (gateway.AuditFilt
 		return f, fmt.Errorf("until: %w", err)
 	}
 	f.Principal, f.Backend, f.Target = get("principal"), get("backend"), get("tool")
-	f.Method, f.Decision = get("method"), get("decision")
+	f.Method, f.Decision, f.Approval = get("method"), get("decision"), get("approval")
 	return f, nil
 }
 

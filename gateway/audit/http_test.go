@@ -33,7 +33,7 @@ func TestHandler(t *testing.T) {
 	recs := []*gateway.AuditRecord{
 		{Time: now.Add(-10 * 24 * time.Hour), Principal: "alice", Backend: "github", Target: "search_issues", Method: "tools/call", Decision: "allow"},
 		{Time: now.Add(-3 * 24 * time.Hour), Principal: "bob", Backend: "files", Target: "read_file", Method: "tools/call", Decision: "deny", Error: "=cmd"},
-		{Time: now.Add(-time.Hour), Principal: "alice", Backend: "files", Target: "file:///srv/notes.md", Method: "resources/read", Decision: "allow"},
+		{Time: now.Add(-time.Hour), Principal: "alice", Backend: "files", Target: "file:///srv/notes.md", Method: "resources/read", Decision: "allow", Approval: "apr_1"},
 		{Time: now.Add(-30 * time.Minute), Principal: "carol", Method: "initialize", Decision: "allow"},
 	}
 	db, _ := openDB(t, sqlite.Options{})
@@ -88,6 +88,8 @@ func TestHandler(t *testing.T) {
 		{name: "path / another path is not found", principal: auditor, target: "/api/audit/1", wantStatus: 404, wantError: "not found"},
 		{name: "path / a longer name is not found", principal: auditor, target: "/api/audits", wantStatus: 404, wantError: "not found"},
 		{name: "filter / principal", principal: auditor, target: "/api/audit?principal=alice", wantStatus: 200, wantSeqs: []int64{1, 3}},
+		{name: "filter / approval", principal: auditor, target: "/api/audit?approval=apr_1", wantStatus: 200, wantSeqs: []int64{3}},
+		{name: "filter / an approval nobody has", principal: auditor, target: "/api/audit?approval=apr_2", wantStatus: 200, wantSeqs: nil},
 		{name: "filter / backend", principal: auditor, target: "/api/audit?backend=files", wantStatus: 200, wantSeqs: []int64{2, 3}},
 		{name: "filter / tool", principal: auditor, target: "/api/audit?tool=search_issues", wantStatus: 200, wantSeqs: []int64{1}},
 		{name: "filter / tool matches a resource URI too", principal: auditor, target: "/api/audit?tool=" + url.QueryEscape("file:///srv/notes.md"),
@@ -207,8 +209,10 @@ func TestParseFilter(t *testing.T) {
 	}{
 		{name: "no parameters select everything", want: gateway.AuditFilter{}},
 		{name: "text parameters are taken as they are, tool naming the target",
-			params: map[string]string{"principal": "alice", "backend": "github", "tool": "search_issues", "method": "tools/call", "decision": "deny"},
-			want:   gateway.AuditFilter{Principal: "alice", Backend: "github", Target: "search_issues", Method: "tools/call", Decision: "deny"}},
+			params: map[string]string{"principal": "alice", "backend": "github", "tool": "search_issues", "method": "tools/call", "decision": "deny",
+				"approval": "apr_0123"},
+			want: gateway.AuditFilter{Principal: "alice", Backend: "github", Target: "search_issues", Method: "tools/call", Decision: "deny",
+				Approval: "apr_0123"}},
 		{name: "since an RFC 3339 time in UTC", params: map[string]string{"since": "2026-03-01T08:00:00Z"},
 			want: gateway.AuditFilter{Since: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}},
 		{name: "since an RFC 3339 time with an offset", params: map[string]string{"since": "2026-03-01T08:00:00+02:00"},

@@ -115,6 +115,27 @@ func TestVerifyLog(t *testing.T) {
 			wantBad: 500, wantProblem: "row 500: its content does not match its hash (the row was altered)",
 		},
 		{
+			name: "altered / a row was moved to another approval item",
+			tamper: func(t *testing.T, _ *sqlite.DB, raw *sql.DB) {
+				exec(t, raw, `UPDATE audit SET approval = 'apr_0003' WHERE seq = 45`)
+			},
+			wantBad: 45, wantProblem: "row 45: its content does not match its hash",
+		},
+		{
+			name: "altered / a row's approval was removed",
+			tamper: func(t *testing.T, _ *sqlite.DB, raw *sql.DB) {
+				exec(t, raw, `UPDATE audit SET approval = '' WHERE seq = 46`)
+			},
+			wantBad: 46, wantProblem: "altered",
+		},
+		{
+			name: "altered / a row was given an approval",
+			tamper: func(t *testing.T, _ *sqlite.DB, raw *sql.DB) {
+				exec(t, raw, `UPDATE audit SET approval = 'apr_0002' WHERE seq = 47`)
+			},
+			wantBad: 47, wantProblem: "altered",
+		},
+		{
 			name: "altered / a row's time was moved",
 			tamper: func(t *testing.T, _ *sqlite.DB, raw *sql.DB) {
 				exec(t, raw, `UPDATE audit SET ts = ts + 1 WHERE seq = 777`)
@@ -390,6 +411,40 @@ func TestVerifyExport(t *testing.T) {
 				return edit(d, "41", func(l []byte) []byte { return bytes.Replace(l, []byte("files"), []byte("github"), 1) })
 			},
 			wantBad: 41},
+		{name: "an export of rows with an approval verifies", filter: gateway.AuditFilter{Approval: "apr_0002"}, format: audit.FormatCSV,
+			wantRows: 2},
+		{name: "a jsonl row moved to another approval fails at its row", format: audit.FormatJSONL, allowGaps: true,
+			edit: func(d []byte) []byte {
+				return edit(d, "45", func(l []byte) []byte { return bytes.Replace(l, []byte(`"apr_0002"`), []byte(`"apr_0003"`), 1) })
+			},
+			wantBad: 45},
+		{name: "a jsonl row whose approval was emptied fails at its row", format: audit.FormatJSONL, allowGaps: true,
+			edit: func(d []byte) []byte {
+				return edit(d, "46", func(l []byte) []byte { return bytes.Replace(l, []byte(`"apr_0002"`), []byte(`""`), 1) })
+			},
+			wantBad: 46},
+		{name: "a jsonl row whose approval key was dropped fails at its row", format: audit.FormatJSONL, allowGaps: true,
+			edit: func(d []byte) []byte {
+				return edit(d, "46", func(l []byte) []byte { return bytes.Replace(l, []byte(`,"approval":"apr_0002"`), nil, 1) })
+			},
+			wantBad: 46},
+		{name: "a jsonl row given an approval it did not have fails at its row", format: audit.FormatJSONL, allowGaps: true,
+			edit: func(d []byte) []byte {
+				return edit(d, "47", func(l []byte) []byte {
+					return bytes.Replace(l, []byte(`"approval":""`), []byte(`"approval":"apr_0002"`), 1)
+				})
+			},
+			wantBad: 47},
+		{name: "a csv row moved to another approval fails at its row", format: audit.FormatCSV, allowGaps: true,
+			edit: func(d []byte) []byte {
+				return edit(d, "45", func(l []byte) []byte { return bytes.Replace(l, []byte(",apr_0002\r\n"), []byte(",apr_0003\r\n"), 1) })
+			},
+			wantBad: 45},
+		{name: "a csv row whose approval cell was emptied fails at its row", format: audit.FormatCSV, allowGaps: true,
+			edit: func(d []byte) []byte {
+				return edit(d, "46", func(l []byte) []byte { return bytes.Replace(l, []byte(",apr_0002\r\n"), []byte(",\r\n"), 1) })
+			},
+			wantBad: 46},
 		{name: "a checkpoint MAC altered in an export fails at its row", format: audit.FormatJSONL, allowGaps: true,
 			edit: func(d []byte) []byte {
 				return edit(d, "300", func(l []byte) []byte { return bytes.Replace(l, []byte(`"mac":"`), []byte(`"mac":"00`), 1) })

@@ -39,7 +39,7 @@ import (
 var auditColumns = []string{"seq", "time", "session", "transport", "protocol_version", "client_name", "client_version",
 	"principal", "token_id", "direction", "kind", "method", "message_id", "ref", "backend", "target", "arguments",
 	"decision", "reasons", "rules", "policy_version", "outcome", "error_code", "error", "latency_us", "bytes",
-	"skipped", "prev_hash", "hash", "mac", "policy_input", "findings"}
+	"skipped", "prev_hash", "hash", "mac", "policy_input", "findings", "approval"}
 
 // auditRow is one line of `sallyport audit export --format jsonl`.
 type auditRow struct {
@@ -75,6 +75,7 @@ type auditRow struct {
 	MAC             string   `json:"mac"`
 	PolicyInput     string   `json:"policy_input"`
 	Findings        string   `json:"findings"`
+	Approval        string   `json:"approval"`
 }
 
 func (r auditRow) String() string {
@@ -95,7 +96,7 @@ func (r auditRow) record(t testing.TB) *sallyport.AuditRecord {
 		MessageID: r.MessageID, Ref: r.Ref, Backend: r.Backend, Target: r.Target, Arguments: r.Arguments,
 		Decision: r.Decision, Reasons: r.Reasons, Rules: r.Rules, PolicyVersion: r.PolicyVersion, Outcome: r.Outcome,
 		ErrorCode: r.ErrorCode, Error: r.Error, LatencyMicros: r.LatencyMicros, Bytes: r.Bytes, Skipped: r.Skipped,
-		PrevHash: r.PrevHash, Hash: r.Hash, MAC: r.MAC, PolicyInput: r.PolicyInput, Findings: r.Findings}
+		PrevHash: r.PrevHash, Hash: r.Hash, MAC: r.MAC, PolicyInput: r.PolicyInput, Findings: r.Findings, Approval: r.Approval}
 }
 
 const (
