@@ -201,6 +201,10 @@ type ApprovalFilter struct {
 	Target    string
 	// Binding, when set, selects the items for exactly this call.
 	Binding *ApprovalBinding
+	// CallOf, when set, selects the items for the same call ignoring the
+	// definition hash and the policy version: same principal, backend,
+	// method, target and arguments hash.
+	CallOf *ApprovalBinding
 	// ExpiresBefore selects items whose expiry is before it.
 	ExpiresBefore time.Time
 	// Limit caps how many (newest first); 0: no cap.
@@ -257,11 +261,17 @@ func jsonHash(raw []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// Grant is an approval an exchange carries: the item that authorized its
-// delivery. The audit Gate records its id, and refuses an exchange whose
-// decision asks for approval and that carries none.
+// Grant is the approval item an exchange was held under. The audit stages
+// record its id on the exchange's rows; the Gate refuses an exchange whose
+// decision asks for approval unless its grant is Approved.
 type Grant struct {
+	// ID is the approval item's id.
 	ID string
+	// AuditSeq is the Seq of the held request's audit row.
+	AuditSeq int64
+	// Approved is true once the item authorizes this delivery (the grant
+	// was claimed); until then the exchange is only held under it.
+	Approved bool
 }
 
 // ErrNoAnswer marks a delivery error after the request reached the backend

@@ -22,6 +22,19 @@ const (
 	// CodeAuditUnavailable: the audit log could not record the message, so
 	// it was not forwarded.
 	CodeAuditUnavailable = -32004
+	// CodeApprovalDenied: a reviewer denied the held call; data names the
+	// reviewer and their comment.
+	CodeApprovalDenied = -32010
+	// CodeApprovalExpired: no reviewer decided before the approval
+	// expired. It is not a denial: nobody said no.
+	CodeApprovalExpired = -32011
+	// CodeApprovalCancelled: the approval item was cancelled (the tool
+	// definition changed while it waited, or it was superseded).
+	CodeApprovalCancelled = -32012
+	// CodeApprovalUnavailable: the call needs an approval and none could
+	// be created (the approval store failed, or the principal has too many
+	// pending); nothing was forwarded.
+	CodeApprovalUnavailable = -32013
 	// CodeInternal is jsonrpc.CodeInternalError.
 	CodeInternal = jsonrpc.CodeInternalError
 	// CodeInvalidParams is jsonrpc.CodeInvalidParams.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -167,11 +168,40 @@ func parseApproval(v any) (*gateway.ApprovalRequest, error) {
 				return nil, fmt.Errorf("timeout %q is not a positive duration such as \"10m\"", s)
 			}
 			a.Timeout = d
+		case "quorum":
+			n, ok := intValue(val)
+			if !ok || n < 1 || n > 10 {
+				return nil, fmt.Errorf("quorum must be a whole number from 1 to 10, not %v", val)
+			}
+			a.Quorum = n
+		case "mode":
+			s, ok := val.(string)
+			if !ok || s != gateway.ApprovalModeHold && s != gateway.ApprovalModeRetry {
+				return nil, fmt.Errorf("mode must be %q or %q, not %v", gateway.ApprovalModeHold, gateway.ApprovalModeRetry, val)
+			}
+			a.Mode = s
 		default:
 			return nil, fmt.Errorf("unknown key %q", k)
 		}
 	}
 	return a, nil
+}
+
+// intValue reads a whole number as OPA returns it (json.Number, or a
+// float64 or int from other decoders).
+func intValue(v any) (int, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		i, err := n.Int64()
+		return int(i), err == nil
+	case float64:
+		return int(n), n == float64(int(n))
+	case int:
+		return n, true
+	case int64:
+		return int(n), true
+	}
+	return 0, false
 }
 
 // stringList reads an array (or a set, which OPA returns as an array) of

@@ -90,6 +90,15 @@ type gate struct{ a *Auditor }
 // Handle records x durably, then passes it on.
 func (g gate) Handle(ctx context.Context, x *gateway.Exchange, next gateway.Handler) error {
 	a := g.a
+	if d := x.Decision; d != nil && d.Allow && d.Approval != nil && (x.Grant == nil || !x.Grant.Approved) {
+		// The seam approvals plug into: a message policy sent for approval
+		// passes only with the approval that authorizes it.
+		msg := "approval required"
+		if d.Approval.Reason != "" {
+			msg += " (" + d.Approval.Reason + ")"
+		}
+		return &gateway.Error{Code: gateway.CodeRefused, Message: msg + ": no approval authorizes it, so it was not delivered"}
+	}
 	skipped, record := a.sampled(x)
 	if !record {
 		x.AuditSeq = sampledOut // tells Outer a failure past here is no refusal
@@ -272,6 +281,24 @@ func (a *Auditor) record(x *gateway.Exchange) *gateway.AuditRecord {
 		r.Arguments = a.arguments(x.Arguments)
 	}
 	r.Findings = gateway.AuditFindingsText(x.Findings)
+	switch {
+	case x.Grant != nil:
+		r.Approval = x.Grant.ID
+		if x.Kind == gateway.KindRequest && r.Ref == 0 {
+			r.Ref = x.Grant.AuditSeq // the held request's row
+		}
+	case x.Request != nil && x.Request.Grant != nil:
+		r.Approval = x.Request.Grant.ID
+	}
+	return r
+}
+
+// Row returns the row the Gate would write for x, with its decision: the
+// approval stage records a held request with it.
+func (a *Auditor) Row(x *gateway.Exchange) *gateway.AuditRecord {
+	r := a.record(x)
+	r.Decision = gateway.DecisionAllow
+	a.decision(r, x.Decision)
 	return r
 }
 

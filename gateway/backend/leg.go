@@ -418,13 +418,21 @@ func (l *Leg) roundTrip(ctx context.Context, tr Transport, gen int, method strin
 		if ctx.Err() != nil {
 			return nil, l.ctxError(ctx, method)
 		}
-		return nil, unavailable(l.spec.ID, "request failed: %v", err)
+		e := unavailable(l.spec.ID, "request failed: %v", err)
+		if l.spec.Transport != config.TransportStdio {
+			// An HTTP request may fail after the server read it: whether
+			// it ran is unknown. A pipe write that failed was not read.
+			e.Err = gateway.ErrNoAnswer
+		}
+		return nil, e
 	}
 	select {
 	case resp := <-c.ch:
 		if resp == nil {
 			_, lastErr := l.Status()
-			return nil, unavailable(l.spec.ID, "ended before answering: %v", lastErr)
+			e := unavailable(l.spec.ID, "ended before answering: %v", lastErr)
+			e.Err = gateway.ErrNoAnswer
+			return nil, e
 		}
 		return resp, nil
 	case <-ctx.Done():
@@ -435,8 +443,20 @@ func (l *Leg) roundTrip(ctx context.Context, tr Transport, gen int, method strin
 			_ = tr.Send(sctx, jsonrpc.NewNotification("notifications/cancelled", cancelParams))
 			scancel()
 		}
-		return nil, l.ctxError(ctx, method)
+		return nil, noAnswer(l.ctxError(ctx, method))
 	}
+}
+
+// noAnswer marks err, a failure after the request was sent, as one whose
+// outcome at the backend is unknown.
+func noAnswer(err error) error {
+	var e *gateway.Error
+	if errors.As(err, &e) {
+		c := *e
+		c.Err = errors.Join(e.Err, gateway.ErrNoAnswer)
+		return &c
+	}
+	return errors.Join(err, gateway.ErrNoAnswer)
 }
 
 func reasonFor(ctx context.Context) string {

@@ -34,6 +34,11 @@ const (
 	DefaultPolicyReload       = Duration(2 * time.Second)
 	DefaultDLPMaxDecodeDepth  = 2
 	DefaultDLPMaxDecodedBytes = 8 * MiB
+	DefaultApprovalTimeout    = Duration(10 * time.Minute)
+	DefaultApprovalMode       = "hold"
+	DefaultApprovalReviewers  = "reviewers"
+	DefaultApprovalMaxPending = 20
+	DefaultApprovalProgress   = Duration(15 * time.Second)
 )
 
 // Backend transports.
@@ -62,12 +67,13 @@ type Config struct {
 	// Database is the SQLite file holding the audit log and the client
 	// tokens; default "sallyport.db" beside the config file, or in the
 	// working directory for the built-in configuration.
-	Database string        `yaml:"database"`
-	Audit    Audit         `yaml:"audit"`
-	Policy   Policy        `yaml:"policy"`
-	DLP      DLP           `yaml:"dlp"`
-	Stdio    StdioFrontend `yaml:"stdio"`
-	Backends []Backend     `yaml:"backends"`
+	Database  string        `yaml:"database"`
+	Audit     Audit         `yaml:"audit"`
+	Policy    Policy        `yaml:"policy"`
+	DLP       DLP           `yaml:"dlp"`
+	Approvals Approvals     `yaml:"approvals"`
+	Stdio     StdioFrontend `yaml:"stdio"`
+	Backends  []Backend     `yaml:"backends"`
 	// Path is the file the configuration was read from, "" for a built-in
 	// one. Load resolves relative paths in the configuration
 	// (Database, Auth.TokensFile, Log.File, Policy.Paths, Backend.Cwd) against its
@@ -193,6 +199,41 @@ type DLPRule struct {
 	// Action is block, redact, mask, hash, flag, or allow (not a finding:
 	// the allowlist).
 	Action string `yaml:"action"`
+}
+
+// Approvals configures the human approval queue.
+type Approvals struct {
+	// Timeout is how long a held call waits for a decision when policy
+	// names no timeout; default 10m.
+	Timeout Duration `yaml:"timeout"`
+	// Mode is hold (the default: the request is held open; a client that
+	// gives up cancels the item) or retry (the item stays pending, and the
+	// same principal's identical call attaches to it) when policy names
+	// none.
+	Mode string `yaml:"mode"`
+	// Reviewers is the group that decides when policy names none; default
+	// "reviewers".
+	Reviewers string `yaml:"reviewers"`
+	// MaxPendingPerPrincipal caps one principal's pending items; past it a
+	// call that needs approval is refused. Default 20.
+	MaxPendingPerPrincipal int `yaml:"max_pending_per_principal"`
+	// AllowSelfApproval lets a reviewer approve their own call. Off by
+	// default: separation of duties.
+	AllowSelfApproval bool `yaml:"allow_self_approval"`
+	// ProgressInterval is how often a waiting client that asked for
+	// progress gets a progress notification; default 15s.
+	ProgressInterval Duration `yaml:"progress_interval"`
+	// Webhooks are posted each new pending item (no argument values).
+	Webhooks []Webhook `yaml:"webhooks"`
+	// PublicURL is the gateway's address as reviewers reach it, for links
+	// in webhooks; default http://<listen>.
+	PublicURL string `yaml:"public_url"`
+}
+
+// Webhook is an endpoint told of each new pending approval.
+type Webhook struct {
+	URL     string            `yaml:"url"`
+	Headers map[string]string `yaml:"headers"`
 }
 
 // Auth configures how HTTP clients authenticate.
@@ -336,6 +377,11 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Policy.Query, DefaultPolicyQuery)
 	setDefault(&c.Policy.Timeout, DefaultPolicyTimeout)
 	setDefault(&c.Policy.Reload, DefaultPolicyReload)
+	setDefault(&c.Approvals.Timeout, DefaultApprovalTimeout)
+	setDefault(&c.Approvals.Mode, DefaultApprovalMode)
+	setDefault(&c.Approvals.Reviewers, DefaultApprovalReviewers)
+	setDefault(&c.Approvals.MaxPendingPerPrincipal, DefaultApprovalMaxPending)
+	setDefault(&c.Approvals.ProgressInterval, DefaultApprovalProgress)
 	for i := range c.Backends {
 		c.Backends[i].applyDefaults(c.Limits.MaxMessageBytes)
 	}

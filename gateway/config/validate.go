@@ -159,6 +159,7 @@ func (c *Config) validate() []*FieldError {
 		v.add("policy.reload", c.Policy.Reload.String(), errors.New("must be at least 100ms"))
 	}
 	c.DLP.validate(v)
+	c.Approvals.validate(v)
 	if c.Audit.CheckpointEvery < 1 {
 		v.addf("audit.checkpoint_every", strconv.Itoa(c.Audit.CheckpointEvery), "must be at least 1")
 	}
@@ -194,7 +195,37 @@ func (c *Config) validate() []*FieldError {
 	return v.errs
 }
 
-// validate checks one backend, naming fields under path.
+// validate checks the approvals section.
+func (a *Approvals) validate(v *validator) {
+	if t := a.Timeout.D(); t < time.Second || t > 7*24*time.Hour {
+		v.add("approvals.timeout", a.Timeout.String(), errors.New("must be between 1s and 7d"))
+	}
+	oneOf(v, "approvals.mode", a.Mode, "hold", "retry")
+	checkName(v, "approvals.reviewers", a.Reviewers)
+	if n := a.MaxPendingPerPrincipal; n < 1 || n > 10000 {
+		v.addf("approvals.max_pending_per_principal", strconv.Itoa(n), "must be between 1 and 10000")
+	}
+	if p := a.ProgressInterval.D(); p < 100*time.Millisecond || p > time.Minute {
+		v.add("approvals.progress_interval", a.ProgressInterval.String(), errors.New("must be between 100ms and 1m"))
+	}
+	if a.PublicURL != "" {
+		if u, err := url.Parse(a.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add("approvals.public_url", a.PublicURL, errors.New("must be an http or https URL"))
+		}
+	}
+	for i, w := range a.Webhooks {
+		field := fmt.Sprintf("approvals.webhooks[%d]", i)
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add(field+".url", w.URL, errors.New("must be an http or https URL"))
+		}
+		for _, k := range sortedKeys(w.Headers) {
+			if k == "" || strings.ContainsAny(k, " :\r\n") {
+				v.add(field+".headers", k, errors.New("invalid header name"))
+			}
+		}
+	}
+}
+
 // policyQueryRE matches the data references policy.query may name.
 var policyQueryRE = regexp.MustCompile(`^data(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
 

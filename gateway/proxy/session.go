@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -282,8 +283,12 @@ func (s *Session) serve(ctx context.Context, msg *jsonrpc.Message) *jsonrpc.Mess
 	x = s.newExchangeFrom(x, func(ctx context.Context, x *gateway.Exchange) error {
 		var err error
 		result, err = route(ctx, x)
+		x.Answer = result
 		return err
 	})
+	if tok := progressToken(msg.Params); tok != nil {
+		x.Progress = s.progressNotifier(x, tok)
+	}
 	err := s.g.chain.Handle(ctx, x)
 	if ctx.Err() != nil && errors.Is(context.Cause(ctx), errClientCancelled) {
 		return nil // the client gave up on it: no answer (MCP cancellation)
@@ -329,6 +334,7 @@ func (s *Session) newExchangeFrom(x *gateway.Exchange, deliver func(context.Cont
 	y.Direction, y.Kind, y.Method, y.Message = x.Direction, x.Kind, x.Method, x.Message
 	y.Principal, y.Session = x.Principal, x.Session
 	y.Backend, y.Target, y.Arguments, y.Definition, y.Time = x.Backend, x.Target, x.Arguments, x.Definition, x.Time
+	y.CurrentDefinition = x.CurrentDefinition
 	return y
 }
 
@@ -428,6 +434,19 @@ func (s *Session) routeNamed(ctx context.Context, x *gateway.Exchange, kind, arg
 		return fail(gateway.Errorf(gateway.CodeInvalidParams, "unknown %s %q", what, name))
 	}
 	x.Definition = entry.Raw
+	x.CurrentDefinition = func(ctx context.Context) (json.RawMessage, error) {
+		entry, found, cached := leg.Cached(kind, target)
+		if !cached {
+			var err error
+			if entry, found, err = leg.Lookup(ctx, kind, target); err != nil {
+				return nil, err
+			}
+		}
+		if !found {
+			return nil, nil // no longer listed: nothing matches the old definition
+		}
+		return entry.Raw, nil
+	}
 	// The step forwards what the pipeline passed, not what the client
 	// sent: a stage may have replaced the message (redaction, injected
 	// credentials). It may not have changed where the call goes.
@@ -491,6 +510,33 @@ func (s *Session) progressForwarder(ctx context.Context, x *gateway.Exchange, cl
 		}
 		last = *p.Progress
 		params = jsonrpc.SetMember(params, "progressToken", clientToken)
+		n := jsonrpc.NewNotification("notifications/progress", params)
+		nx := s.newExchange(gateway.BackendToClient, gateway.KindNotification, n.Method, n, func(_ context.Context, nx *gateway.Exchange) error {
+			s.sink.Send(nx.Message, related)
+			return nil
+		})
+		nx.Backend, nx.Target, nx.Request = x.Backend, x.Target, x
+		if err := s.g.chain.Handle(ctx, nx); err != nil {
+			s.log.Debug("progress notification refused", slog.String("err", err.Error()))
+		}
+	}
+}
+
+// progressNotifier returns the gateway.Progress of request x: progress
+// notifications the gateway itself sends under the client's own token
+// (while the request waits for an approval), through the pipeline. Their
+// progress values are the caller's, which must increase.
+func (s *Session) progressNotifier(x *gateway.Exchange, clientToken json.RawMessage) gateway.Progress {
+	related := x.Message.ID
+	return func(ctx context.Context, progress float64, message string) {
+		if ctx.Err() != nil {
+			return
+		}
+		params := jsonrpc.SetMember(nil, "progressToken", clientToken)
+		params = jsonrpc.SetMember(params, "progress", json.RawMessage(strconv.FormatFloat(progress, 'f', -1, 64)))
+		if message != "" {
+			params = jsonrpc.SetMember(params, "message", jsonrpc.Quote(message))
+		}
 		n := jsonrpc.NewNotification("notifications/progress", params)
 		nx := s.newExchange(gateway.BackendToClient, gateway.KindNotification, n.Method, n, func(_ context.Context, nx *gateway.Exchange) error {
 			s.sink.Send(nx.Message, related)
