@@ -316,6 +316,7 @@ func (s *Service) Decide(ctx context.Context, id string, reviewer gateway.Princi
 	}
 	// The row first: a decision nobody recorded is not taken.
 	rec := s.transitionRow(it, reviewer.ID, "sallyport/approval."+verb, comment, now)
+	rec.TokenID = reviewer.TokenID
 	switch {
 	case !approve:
 		rec.Outcome = string(gateway.ApprovalDenied)

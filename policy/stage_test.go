@@ -258,13 +258,11 @@ func TestStageDefaultPolicy(t *testing.T) {
 			name:  "approval / destructive tool (configuration) whose annotations say readOnlyHint true",
 			x:     toolCall(alice, "db", "drop_table", `{"table":"users"}`, `{"name":"drop_table","annotations":{"readOnlyHint":true,"destructiveHint":false}}`),
 			rules: []string{"default/destructive-tool"}, verdict: gateway.DecisionApproval,
-			message: "approval required (db__drop_table is marked destructive in the gateway configuration)",
 		},
 		{
-			name:  "deny / anonymous call of a destructive tool is denied before any approval",
+			name:  "approval / anonymous call of a trusted backend's destructive tool goes to a reviewer",
 			x:     toolCall(anonymous, "db", "drop_table", `{}`, ""),
-			rules: []string{"default/anonymous-read-only"}, verdict: gateway.DecisionDeny,
-			message: "anonymous principals",
+			rules: []string{"default/destructive-tool"}, verdict: gateway.DecisionApproval,
 		},
 		{
 			name:  "deny / sampling request with includeContext thisServer",
@@ -335,7 +333,9 @@ func TestStageDefaultPolicy(t *testing.T) {
 			if !slices.Equal(d.Rules, tt.rules) {
 				t.Errorf("Rules = %q, want %q", d.Rules, tt.rules)
 			}
-			if tt.verdict == gateway.DecisionAllow {
+			if tt.verdict == gateway.DecisionAllow || tt.verdict == gateway.DecisionApproval {
+				// A call that needs approval is passed on: the approval
+				// stage holds it, and the Gate refuses it without a grant.
 				if err != nil {
 					t.Fatalf("Handle: %v", err)
 				}
@@ -695,9 +695,21 @@ decision := {"allow": false, "deny_reasons": ["secret tools are hidden"], "rules
 		if *d.Approval != want {
 			t.Errorf("Approval = %+v, want %+v", *d.Approval, want)
 		}
-		ge := refusal(t, err)
-		if ge.Code != gateway.CodeRefused || !strings.Contains(ge.Message, "approval required (payments need a second pair of eyes)") {
-			t.Errorf("refusal %d %q", ge.Code, ge.Message)
+		if err != nil {
+			t.Errorf("Handle: %v (the approval stage, not policy, holds the call)", err)
+		}
+	})
+
+	t.Run("approval with a quorum and retry mode", func(t *testing.T) {
+		st := customStage(t, `decision := {"allow": true, "rules": ["custom/ask"], "require_approval": {"reason": "two people", "quorum": 2, "mode": "retry"}}`)
+		x := toolCall(alice, "docs", "pay", `{"amount":10}`, "")
+		if _, err := handle(t, st, x); err != nil {
+			t.Fatalf("Handle: %v", err)
+		}
+		d := checkDecision(t, st, x)
+		want := gateway.ApprovalRequest{Reason: "two people", Quorum: 2, Mode: gateway.ApprovalModeRetry}
+		if d.Approval == nil || *d.Approval != want {
+			t.Errorf("Approval = %+v, want %+v", d.Approval, want)
 		}
 	})
 }
@@ -758,6 +770,14 @@ func TestStageFailsClosed(t *testing.T) {
 			reason: "require_approval: reviewers is an array, not a string"},
 		{name: "deny / require_approval unknown key", body: `decision := {"allow": true, "require_approval": {"reviewer": "ops"}}`,
 			reason: `require_approval: unknown key "reviewer"`},
+		{name: "deny / require_approval.quorum zero", body: `decision := {"allow": true, "require_approval": {"quorum": 0}}`,
+			reason: "require_approval: quorum must be a whole number from 1 to 10"},
+		{name: "deny / require_approval.quorum a fraction", body: `decision := {"allow": true, "require_approval": {"quorum": 1.5}}`,
+			reason: "require_approval: quorum must be a whole number from 1 to 10"},
+		{name: "deny / require_approval.quorum a string", body: `decision := {"allow": true, "require_approval": {"quorum": "2"}}`,
+			reason: "require_approval: quorum must be a whole number from 1 to 10"},
+		{name: "deny / require_approval.mode unknown", body: `decision := {"allow": true, "require_approval": {"mode": "later"}}`,
+			reason: `require_approval: mode must be "hold" or "retry"`},
 		{name: "deny / redact path with a bad root", body: `decision := {"allow": true, "redact": ["foo.bar"]}`,
 			reason: `policy decision: redact: path "foo.bar" must start with params, result or error`},
 		{name: "deny / redact path with a bad index", body: `decision := {"allow": true, "redact": ["params.items[x]"]}`,

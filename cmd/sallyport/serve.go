@@ -11,9 +11,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/go-chi/chi/v5"
+
+	"github.com/sallyport/sallyport/approvals"
 	"github.com/sallyport/sallyport/dlp"
 	"github.com/sallyport/sallyport/gateway"
 	"github.com/sallyport/sallyport/gateway/audit"
@@ -21,6 +25,7 @@ import (
 	"github.com/sallyport/sallyport/gateway/frontend"
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
 	"github.com/sallyport/sallyport/gateway/proxy"
+	"github.com/sallyport/sallyport/gateway/sqlite"
 	"github.com/sallyport/sallyport/policy"
 )
 
@@ -46,16 +51,45 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Demo(exe, sandbox), nil
 }
 
-// stages is the pipeline, in order. DLP, then policy (which sees DLP's
-// findings), and approvals with their issue, go between the auditor's
-// outer stage and its gate; credential injection after the gate. d is nil
-// when DLP is disabled.
-func stages(log *slog.Logger, a *audit.Auditor, d *dlp.Stage, p *policy.Stage) []gateway.Stage {
+// stages is the pipeline, in order: DLP, then policy (which sees DLP's
+// findings), then the approval queue, between the auditor's outer stage
+// and its gate; credential injection goes after the gate. d is nil when
+// DLP is disabled.
+func stages(log *slog.Logger, a *audit.Auditor, d *dlp.Stage, p *policy.Stage, q *approvals.Service) []gateway.Stage {
 	st := []gateway.Stage{a.Outer(), gateway.LogStage{Logger: log}}
 	if d != nil {
 		st = append(st, d)
 	}
-	return append(st, p, a.Gate())
+	return append(st, p, q.Stage(), a.Gate())
+}
+
+// newApprovals returns the approval queue over db; Run must be started.
+func newApprovals(cfg *config.Config, db *sqlite.DB, a *audit.Auditor, log *slog.Logger) *approvals.Service {
+	c := cfg.Approvals
+	q := approvals.New(approvals.Options{
+		Store:             db.Approvals(),
+		Audit:             db.Audit(),
+		RequestRow:        a.Row,
+		Timeout:           c.Timeout.D(),
+		Mode:              c.Mode,
+		Reviewers:         c.Reviewers,
+		MaxPending:        c.MaxPendingPerPrincipal,
+		AllowSelfApproval: c.AllowSelfApproval,
+		ProgressInterval:  c.ProgressInterval.D(),
+		Logger:            log,
+	})
+	if len(c.Webhooks) > 0 {
+		approvals.StartWebhooks(q, c.Webhooks, publicURL(cfg), log)
+	}
+	return q
+}
+
+// publicURL is where reviewers reach the gateway.
+func publicURL(cfg *config.Config) string {
+	if cfg.Approvals.PublicURL != "" {
+		return strings.TrimSuffix(cfg.Approvals.PublicURL, "/")
+	}
+	return "http://" + cfg.Listen
 }
 
 // newDLP builds the DLP stage; nil (and a warning) when it is disabled.
@@ -74,11 +108,26 @@ func newDLP(cfg *config.Config, log *slog.Logger) (*dlp.Stage, error) {
 }
 
 // reporters lists the components that report to /readyz and /metrics.
-func reporters(d *dlp.Stage, p *policy.Stage) []gateway.Reporter {
+func reporters(d *dlp.Stage, p *policy.Stage, q *approvals.Service) []gateway.Reporter {
 	if d == nil {
-		return []gateway.Reporter{p}
+		return []gateway.Reporter{p, q}
 	}
-	return []gateway.Reporter{d, p}
+	return []gateway.Reporter{d, p, q}
+}
+
+// apiHandler serves /api/: the audit export and the approval queue.
+func apiHandler(cfg *config.Config, db *sqlite.DB, q *approvals.Service, log *slog.Logger) http.Handler {
+	r := chi.NewRouter()
+	r.Handle("/api/audit", audit.Handler{Log: db.Audit(), Logger: log})
+	ap := q.Handler(approvals.HandlerOptions{AllowedOrigins: cfg.HTTP.AllowedOrigins})
+	r.Handle("/api/approvals", ap)
+	r.Handle("/api/approvals/*", ap)
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"error":"not found"}`+"\n")
+	})
+	return r
 }
 
 // newPolicy loads the configured policy (or the embedded default). onSwap
@@ -165,9 +214,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log), scanner, pol), Version: version})
+	auditor := newAuditor(cfg, db, log)
+	queue := newApprovals(cfg, db, auditor, log)
+	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, auditor, scanner, pol, queue), Version: version})
 	front := frontend.NewHTTP(frontend.HTTPOptions{Gateway: g, Config: cfg, Tokens: tokens, Logger: log,
-		API: audit.Handler{Log: db.Audit(), Logger: log}, Reporters: reporters(scanner, pol)})
+		API: apiHandler(cfg, db, queue, log), Reporters: reporters(scanner, pol, queue)})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -202,6 +253,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	defer cancel()
 	go retain(ctx, db.Audit(), cfg.Audit.Retention.D(), log)
 	go pol.Watch(ctx, cfg.Policy.Reload.D())
+	go queue.Run(ctx)
 	select {
 	case <-ctx.Done():
 	case err := <-served:
@@ -258,11 +310,14 @@ func runStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
-	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, newAuditor(cfg, db, log), scanner, pol), Version: version})
+	auditor := newAuditor(cfg, db, log)
+	queue := newApprovals(cfg, db, auditor, log)
+	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, auditor, scanner, pol, queue), Version: version})
 	ctx, cancel := signalContext(ctx, log)
 	defer cancel()
 	go retain(ctx, db.Audit(), cfg.Audit.Retention.D(), log)
 	go pol.Watch(ctx, cfg.Policy.Reload.D())
+	go queue.Run(ctx)
 	p := gateway.Principal{ID: cfg.Stdio.Principal, Groups: cfg.Stdio.Groups, TokenID: "stdio"}
 	lim := jsonrpc.Limits{MaxBytes: cfg.Limits.MaxMessageBytes.Int(), MaxDepth: cfg.Limits.MaxDepth}
 	err = frontend.ServeStdio(ctx, g, p, stdin, stdout, lim, log)

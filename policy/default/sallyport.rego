@@ -1,7 +1,10 @@
 # Sallyport's default policy: used when the configuration names no policy.
 #
 #   - Anyone may use read-only traffic of backends the configuration marks
-#     trusted; anonymous principals may use nothing else.
+#     trusted; anonymous principals may use nothing else, except the tools
+#     of a trusted backend that the configuration marks destructive, which
+#     they may call after a reviewer approves (anonymous access is for
+#     loopback only: the demo).
 #   - A tool the configuration marks destructive needs a human approval.
 #     The backend's own annotations are never trusted for this.
 #   - A backend may not ask the client to sample with context from other
@@ -31,6 +34,15 @@ deny contains {
 	input.direction == "client_to_backend"
 	input.kind == "request"
 	not read_only_request
+	not trusted_destructive_call
+}
+
+# A call to a trusted backend's tool that the configuration marks
+# destructive: it is held for approval (below), whoever asks.
+trusted_destructive_call if {
+	input.backend.trusted
+	input.method == "tools/call"
+	input.tool.destructive
 }
 
 deny contains {

@@ -65,6 +65,19 @@ test_destructive_tool_needs_approval_whatever_its_annotations_say if {
 	d.rules == {"default/destructive-tool"}
 }
 
+test_anonymous_destructive_tool_of_trusted_backend_needs_approval if {
+	d := sallyport.decision with input as call(anonymous, trusted, drop_tool)
+	d.allow
+	d.require_approval.reviewers == "reviewers"
+	d.rules == {"default/destructive-tool"}
+}
+
+test_anonymous_destructive_tool_of_untrusted_backend_is_denied if {
+	d := sallyport.decision with input as call(anonymous, untrusted, drop_tool)
+	not d.allow
+	d.rules == {"default/anonymous-read-only"}
+}
+
 test_results_and_notifications_pass if {
 	sallyport.decision.allow with input as {"direction": "backend_to_client", "kind": "result", "method": "tools/call", "principal": anonymous, "backend": untrusted}
 	sallyport.decision.allow with input as {"direction": "backend_to_client", "kind": "notification", "method": "notifications/progress", "principal": anonymous}
