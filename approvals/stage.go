@@ -243,7 +243,7 @@ func (s *Service) await(ctx context.Context, x *gateway.Exchange, it *gateway.Ap
 			}
 			return s.deliver(ctx, x, it, next)
 		case gateway.ApprovalDenied:
-			return decisionError(gateway.CodeApprovalDenied, it, "approval denied: "+it.Outcome)
+			return decisionError(gateway.CodeApprovalDenied, it, "approval "+nonEmpty(it.Outcome, "denied"))
 		case gateway.ApprovalExpired:
 			return decisionError(gateway.CodeApprovalExpired, it, "approval expired: "+nonEmpty(it.Outcome, expiredText(it)))
 		case gateway.ApprovalCancelled:

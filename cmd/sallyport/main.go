@@ -32,6 +32,11 @@ Usage:
   sallyport audit export [-c FILE] [--db FILE] --format csv|jsonl [--out FILE]
                          [--since T] [--until T] [--principal P] [--backend B] [--tool T] [--method M] [--decision D]
   sallyport audit prune  [-c FILE] [--db FILE] --older-than AGE
+  sallyport approvals list [-c FILE] [--db FILE] [--state pending|all|a,b] [--format text|json]
+  sallyport approvals show ID [-c FILE] [--db FILE]
+  sallyport approvals approve|deny ID --as USER [--comment TEXT] [-c FILE] [--db FILE]
+                                               decide a held call as a reviewer account, on the database
+                                               (or with --url http://HOST:PORT and a token in $SALLYPORT_TOKEN: the API)
   sallyport policy test   [-v] [--run RE] [DIR|FILE ...]   run the Rego unit tests (test_ rules); exit 2 when one fails
   sallyport policy eval   [-p DIR] --input FILE.json       print the decision document for one input
   sallyport policy replay [-p DIR] [-c FILE] [--db FILE] [--since 7d] [--fail-on-change]
@@ -75,6 +80,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		err = runAudit(ctx, rest, stdout, stderr)
 	case "policy":
 		err = runPolicy(ctx, rest, stdout, stderr)
+	case "approvals":
+		err = runApprovals(ctx, rest, stdout)
 	case "dlp":
 		err = runDLP(rest, stdin, stdout)
 	case "demo-server":
