@@ -166,6 +166,7 @@ func parseDocument(data []byte, file string) (*yaml.Node, error) {
 var (
 	configType   = reflect.TypeFor[Config]()
 	backendType  = reflect.TypeFor[Backend]()
+	webhookType  = reflect.TypeFor[Webhook]()
 	durationType = reflect.TypeFor[Duration]()
 	byteSizeType = reflect.TypeFor[ByteSize]()
 )
@@ -262,7 +263,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string, secret bool) {
 				return
 			}
 			w.setLine(p, kn.Line)
-			w.walk(vn, f.Type, p, t == backendType && (key == "env" || key == "headers"))
+			w.walk(vn, f.Type, p, t == backendType && (key == "env" || key == "headers") || t == webhookType && key == "headers")
 		})
 	default:
 		panic(fmt.Sprintf("config: no YAML check for %v", t))

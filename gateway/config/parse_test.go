@@ -482,7 +482,7 @@ func TestExampleConfig(t *testing.T) {
 	demo.Path, demo.Database, demo.Backends[0].Env = c.Path, c.Database, b.Env
 	demo.HTTP.AllowedOrigins, demo.HTTP.AllowedHosts = c.HTTP.AllowedOrigins, c.HTTP.AllowedHosts
 	demo.Stdio.Groups, demo.Backends[0].EnvPassthrough = c.Stdio.Groups, b.EnvPassthrough
-	demo.Policy.Paths, demo.DLP.Detectors = c.Policy.Paths, c.DLP.Detectors
+	demo.Policy.Paths, demo.DLP.Detectors, demo.Approvals.Webhooks = c.Policy.Paths, c.DLP.Detectors, c.Approvals.Webhooks
 	if !reflect.DeepEqual(c, demo) {
 		t.Errorf("example = %+v\nwant %+v", c, demo)
 	}

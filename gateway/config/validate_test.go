@@ -48,6 +48,20 @@ func TestValidate(t *testing.T) {
 			want: []string{"listen: port must be a number"}},
 		{name: "a listen host with a space is an error", modify: func(c *Config) { c.Listen = "my host:80" },
 			want: []string{"listen: host must be"}},
+		{name: "an unknown approvals mode is an error", modify: func(c *Config) { c.Approvals.Mode = "later" },
+			want: []string{"approvals.mode"}},
+		{name: "an approvals timeout below 1s is an error", modify: func(c *Config) { c.Approvals.Timeout = Duration(time.Millisecond) },
+			want: []string{"approvals.timeout"}},
+		{name: "a pending cap of 0 is an error", modify: func(c *Config) { c.Approvals.MaxPendingPerPrincipal = -1 },
+			want: []string{"approvals.max_pending_per_principal"}},
+		{name: "an invalid reviewers group is an error", modify: func(c *Config) { c.Approvals.Reviewers = "re viewers" },
+			want: []string{"approvals.reviewers"}},
+		{name: "a webhook that is not http is an error", modify: func(c *Config) { c.Approvals.Webhooks = []Webhook{{URL: "ftp://x"}} },
+			want: []string{"approvals.webhooks[0].url"}},
+		{name: "retry mode and an https webhook are valid", modify: func(c *Config) {
+			c.Approvals.Mode = "retry"
+			c.Approvals.Webhooks = []Webhook{{URL: "https://hooks.example.com/x", Headers: map[string]string{"Authorization": "Bearer x"}}}
+		}},
 		{name: "an unknown log level is an error", modify: func(c *Config) { c.Log.Level = "trace" },
 			want: []string{"log.level"}},
 		{name: "an unknown log format is an error", modify: func(c *Config) { c.Log.Format = "xml" },
