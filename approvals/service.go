@@ -84,6 +84,9 @@ type Service struct {
 	hooks []func(*gateway.ApprovalItem)
 
 	storeErr atomic.Pointer[string]
+	// stopping is set when Run's context ends: the gateway is shutting
+	// down, and the requests it drops did not give up on their calls.
+	stopping atomic.Bool
 }
 
 // ErrDecision is the kind of a refused decision; errors.As gives the
@@ -168,6 +171,8 @@ func (s *Service) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			s.stopping.Store(true)
+			s.hub.close()
 			return
 		case <-poll.C:
 			s.pollChanges(ctx)

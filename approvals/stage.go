@@ -283,7 +283,9 @@ func (s *Service) await(ctx context.Context, x *gateway.Exchange, it *gateway.Ap
 // is cancelled; in retry mode it stays for an identical retry.
 func (s *Service) abandon(ctx context.Context, it *gateway.ApprovalItem) error {
 	cause := context.Cause(ctx)
-	if it.Mode == gateway.ApprovalModeHold {
+	// A gateway shutting down leaves the item pending: the client did not
+	// give up, and the item expires on time if nobody comes back for it.
+	if it.Mode == gateway.ApprovalModeHold && !s.stopping.Load() {
 		why := "the client went away"
 		if cause != nil {
 			why = "the client went away: " + cause.Error()
