@@ -171,8 +171,7 @@ func (s *Service) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			s.stopping.Store(true)
-			s.hub.close()
+			s.Stop()
 			return
 		case <-poll.C:
 			s.pollChanges(ctx)
@@ -181,6 +180,14 @@ func (s *Service) Run(ctx context.Context) {
 			s.refreshCounts(ctx)
 		}
 	}
+}
+
+// Stop tells the queue the gateway is shutting down: requests dropped from
+// now on leave their items pending (they expire on time), and the live
+// feeds are closed. Call it before closing the client sessions.
+func (s *Service) Stop() {
+	s.stopping.Store(true)
+	s.hub.close()
 }
 
 // pollChanges publishes the changes made since the last poll (by any
