@@ -27,6 +27,11 @@ Usage:
   sallyport tokens create -c FILE --principal NAME [--groups a,b]
   sallyport tokens list   -c FILE
   sallyport tokens revoke -c FILE ID             (tokens live in the config's database; --db FILE overrides it)
+  sallyport users add     -c FILE NAME [--groups a,b] [--password-stdin]
+  sallyport users passwd  -c FILE NAME [--password-stdin]
+  sallyport users disable|enable -c FILE NAME
+  sallyport users list    -c FILE              reviewer accounts (people; tokens are for programs). Without
+                                               --password-stdin a password is generated and shown once
   sallyport audit verify [-c FILE] [--db FILE | --file EXPORT] [--key-env VAR]
                                                check the audit log's hash chain; names the first row that does not fit
   sallyport audit export [-c FILE] [--db FILE] --format csv|jsonl [--out FILE]
@@ -76,6 +81,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		err = runImport(rest, stdout)
 	case "tokens":
 		err = runTokens(rest, stdout)
+	case "users":
+		err = runUsers(rest, stdin, stdout, stderr)
 	case "audit":
 		err = runAudit(ctx, rest, stdout, stderr)
 	case "policy":
