@@ -341,6 +341,7 @@ func (s *Service) Decide(ctx context.Context, id string, reviewer gateway.Princi
 		return nil, fmt.Errorf("decide approval: %w", err)
 	}
 	var moved *gateway.ApprovalTransition
+	prev := it
 	it, err = s.store.UpdateApproval(ctx, id, func(it *gateway.ApprovalItem) error {
 		if err := s.mayDecide(it, reviewer); err != nil {
 			return err
@@ -366,7 +367,7 @@ func (s *Service) Decide(ctx context.Context, id string, reviewer gateway.Princi
 	if err != nil {
 		var de *ErrDecision
 		if errors.As(err, &de) {
-			s.eventRow(ctx, it, reviewer.ID, "sallyport/approval.refused", de.Msg, rec.Seq)
+			s.eventRow(ctx, prev, reviewer.ID, "sallyport/approval.refused", de.Msg, rec.Seq)
 			return nil, err
 		}
 		return nil, fmt.Errorf("decide approval: %w", err)

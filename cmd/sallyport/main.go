@@ -35,7 +35,7 @@ Usage:
   sallyport audit verify [-c FILE] [--db FILE | --file EXPORT] [--key-env VAR]
                                                check the audit log's hash chain; names the first row that does not fit
   sallyport audit export [-c FILE] [--db FILE] --format csv|jsonl [--out FILE]
-                         [--since T] [--until T] [--principal P] [--backend B] [--tool T] [--method M] [--decision D]
+                         [--since T] [--until T] [--principal P] [--backend B] [--tool T] [--method M] [--decision D] [--approval ID]
   sallyport audit prune  [-c FILE] [--db FILE] --older-than AGE
   sallyport approvals list [-c FILE] [--db FILE] [--state pending|all|a,b] [--format text|json]
   sallyport approvals show ID [-c FILE] [--db FILE]

@@ -189,9 +189,14 @@ func (s approvalStore) UpdateApproval(ctx context.Context, id string, fn func(it
 		if err != nil {
 			return err
 		}
+		from := it.State
 		if err := fn(it); err != nil {
 			fnErr = err
 			return err
+		}
+		if it.State != from && !from.CanMove(it.State) {
+			// A safety net under the approvals package's own checks.
+			return fmt.Errorf("the update moved the item from %s to %s, which the state machine does not allow", from, it.State)
 		}
 		if it.ID != id {
 			return fmt.Errorf("the update changed the item's id to %q", it.ID)

@@ -524,7 +524,7 @@ func (l *auditLog) Scan(ctx context.Context, f gateway.AuditFilter, fn func(r *g
 		add("decision = ?", f.Decision)
 	}
 	if f.Approval != "" {
-		add("approval = ?", f.Approval)
+		add("approval = ? AND approval != ''", f.Approval) // the partial index audit_approval
 	}
 	if f.AfterSeq > 0 {
 		add("seq > ?", f.AfterSeq)
