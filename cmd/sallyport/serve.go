@@ -21,6 +21,7 @@ import (
 	"github.com/sallyport/sallyport/dlp"
 	"github.com/sallyport/sallyport/gateway"
 	"github.com/sallyport/sallyport/gateway/audit"
+	"github.com/sallyport/sallyport/gateway/auth"
 	"github.com/sallyport/sallyport/gateway/config"
 	"github.com/sallyport/sallyport/gateway/frontend"
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
@@ -201,6 +202,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	users, err := auth.NewUsers(db.Users())
+	if err != nil {
+		return err
+	}
 	for _, w := range tokens.Warnings() {
 		log.Warn(w)
 	}
@@ -242,6 +247,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		st, _ := scanner.Status()
 		fmt.Fprintf(stderr, "sallyport: DLP: %d detectors, %d rules (sallyport dlp detectors|scan)\n", st.(dlp.Status).Detectors, len(cfg.DLP.Rules))
 	}
+	if *cfgPath == "" {
+		demoReviewer(users, db.Path(), ln.Addr().String(), stderr, log)
+	} else {
+		fmt.Fprintf(stderr, "sallyport: approvals: GET /api/approvals (reviewers in group %q by default); sallyport approvals list -c %s\n", cfg.Approvals.Reviewers, displayPath(cfg.Path))
+	}
 	if cfg.Auth.Anonymous {
 		fmt.Fprintf(stderr, "sallyport: anonymous access is enabled (loopback only)\n")
 	} else {
@@ -265,6 +275,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	// the shared backends.
 	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer scancel()
+	queue.Stop()
 	front.Close(sctx)
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
@@ -272,6 +283,28 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	g.Shutdown(sctx)
 	log.Info("stopped")
 	return nil
+}
+
+// demoReviewerName is the reviewer account the built-in demo creates.
+const demoReviewerName = "reviewer"
+
+// demoReviewer makes sure the demo has a reviewer account and says how to
+// approve a held call: its password is printed once, when it is created.
+func demoReviewer(users *auth.Users, dbPath, addr string, stderr io.Writer, log *slog.Logger) {
+	password := auth.GeneratePassword()
+	_, err := users.Add(demoReviewerName, []string{config.DefaultApprovalReviewers}, password)
+	switch {
+	case err == nil:
+		fmt.Fprintf(stderr, "sallyport: demo reviewer account %q, password %s (shown only this once; stored hashed in %s)\n", demoReviewerName, password, dbPath)
+	case errors.Is(err, gateway.ErrUserExists):
+		fmt.Fprintf(stderr, "sallyport: demo reviewer account %q (its password was shown when it was created; a new one: bin/sallyport users passwd %s)\n", demoReviewerName, demoReviewerName)
+	default:
+		log.Warn("the demo reviewer account could not be created", slog.String("err", err.Error()))
+		return
+	}
+	fmt.Fprintf(stderr, "sallyport: demo__delete_records waits for a reviewer. Approve it with:\n")
+	fmt.Fprintf(stderr, "sallyport:   bin/sallyport approvals list            then   bin/sallyport approvals approve ID --as %s\n", demoReviewerName)
+	fmt.Fprintf(stderr, "sallyport:   or: curl -u %s:PASSWORD -X POST http://%s/api/approvals/ID/approve\n", demoReviewerName, addr)
 }
 
 func displayPath(p string) string {
@@ -321,6 +354,9 @@ func runStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	p := gateway.Principal{ID: cfg.Stdio.Principal, Groups: cfg.Stdio.Groups, TokenID: "stdio"}
 	lim := jsonrpc.Limits{MaxBytes: cfg.Limits.MaxMessageBytes.Int(), MaxDepth: cfg.Limits.MaxDepth}
 	err = frontend.ServeStdio(ctx, g, p, stdin, stdout, lim, log)
+	if ctx.Err() != nil {
+		queue.Stop() // a signal, not the client, ended the session
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer scancel()
 	g.Shutdown(sctx)
