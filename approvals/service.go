@@ -436,6 +436,7 @@ func (s *Service) transition(ctx context.Context, id string, from []gateway.Appr
 		return it, false, err
 	}
 	moved := false
+	prev := it // UpdateApproval returns no item with its error
 	it, err = s.store.UpdateApproval(ctx, id, func(it *gateway.ApprovalItem) error {
 		if !slices.Contains(from, it.State) || check != nil && !check(it) {
 			return errNotFrom{it.State}
@@ -451,7 +452,7 @@ func (s *Service) transition(ctx context.Context, id string, from []gateway.Appr
 	if errors.As(err, &nf) {
 		// Someone else moved it between the read and the write: the row
 		// says the attempt did not take.
-		s.eventRow(ctx, it, actor, "sallyport/approval.refused", "the item had become "+string(nf.state), rec.Seq)
+		s.eventRow(ctx, prev, actor, "sallyport/approval.refused", "the item had become "+string(nf.state), rec.Seq)
 		it, err = s.store.Approval(ctx, id)
 		return it, false, err
 	}
