@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,12 +44,21 @@ type Authenticator interface {
 	Authenticate(token string) (gateway.Principal, bool)
 }
 
+// PasswordVerifier resolves a username and password (HTTP Basic) to a
+// principal; auth.Users is one.
+type PasswordVerifier interface {
+	Verify(username, password string) (gateway.Principal, bool)
+}
+
 // HTTPOptions configure the Streamable HTTP frontend.
 type HTTPOptions struct {
 	Gateway *proxy.Gateway
 	Config  *config.Config
 	Tokens  Authenticator
 	Logger  *slog.Logger
+	// Users, when set, accepts Authorization: Basic credentials (RFC
+	// 7617) of reviewer accounts beside bearer tokens; nil refuses them.
+	Users PasswordVerifier
 	// API, when set, serves /api/ behind the same Host, Origin and bearer
 	// token checks as /mcp; the principal is in the request's context
 	// (gateway.PrincipalFrom).
@@ -65,6 +75,7 @@ type HTTP struct {
 	g         *proxy.Gateway
 	cfg       *config.Config
 	tokens    Authenticator
+	users     PasswordVerifier
 	api       http.Handler
 	reporters []gateway.Reporter
 	log       *slog.Logger
@@ -89,6 +100,7 @@ func NewHTTP(opts HTTPOptions) *HTTP {
 		g:         opts.Gateway,
 		cfg:       cfg,
 		tokens:    opts.Tokens,
+		users:     opts.Users,
 		api:       opts.API,
 		reporters: opts.Reporters,
 		log:       opts.Logger,
@@ -225,22 +237,37 @@ func (h *HTTP) checkHostOrigin(next http.Handler) http.Handler {
 	})
 }
 
-// authenticate resolves the bearer token to a principal, or the anonymous
-// principal when the configuration allows it on loopback.
+// authenticate resolves the bearer token, or the username and password
+// of HTTP Basic when reviewer accounts are configured, to a principal, or
+// gives the anonymous principal when the configuration allows it on
+// loopback.
 func (h *HTTP) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var p gateway.Principal
 		authz := r.Header.Get("Authorization")
 		switch {
 		case authz != "":
-			scheme, token, ok := strings.Cut(authz, " ")
-			if !ok || !strings.EqualFold(scheme, "Bearer") || h.tokens == nil {
-				h.unauthorized(w, "invalid authorization header")
-				return
-			}
+			scheme, cred, ok := strings.Cut(authz, " ")
+			cred = strings.TrimSpace(cred)
 			var found bool
-			if p, found = h.tokens.Authenticate(strings.TrimSpace(token)); !found {
-				h.unauthorized(w, "invalid token")
+			switch {
+			case ok && strings.EqualFold(scheme, "Bearer") && h.tokens != nil:
+				if p, found = h.tokens.Authenticate(cred); !found {
+					h.unauthorized(w, "invalid token")
+					return
+				}
+			case ok && strings.EqualFold(scheme, "Basic") && h.users != nil:
+				username, password, wellFormed := basicCredentials(cred)
+				if !wellFormed {
+					h.unauthorized(w, "invalid authorization header")
+					return
+				}
+				if p, found = h.users.Verify(username, password); !found {
+					h.unauthorized(w, "invalid username or password")
+					return
+				}
+			default:
+				h.unauthorized(w, "invalid authorization header")
 				return
 			}
 		case h.anon != nil:
@@ -251,6 +278,16 @@ func (h *HTTP) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(gateway.WithPrincipal(r.Context(), p)))
 	})
+}
+
+// basicCredentials decodes the credentials of HTTP Basic (RFC 7617):
+// base64 of the username, a colon and the password.
+func basicCredentials(cred string) (username, password string, ok bool) {
+	b, err := base64.StdEncoding.DecodeString(cred)
+	if err != nil {
+		return "", "", false
+	}
+	return strings.Cut(string(b), ":")
 }
 
 func (h *HTTP) unauthorized(w http.ResponseWriter, msg string) {
