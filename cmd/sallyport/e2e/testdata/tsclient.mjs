@@ -12,6 +12,10 @@
 //   --sampling-reply JSON      declare sampling; answer sampling/createMessage with JSON
 //   --elicitation-reply JSON   declare elicitation; answer elicitation/create with JSON
 //   --roots JSON               declare roots; answer roots/list with {"roots": JSON}
+// Options for calls (the defaults are the SDK's: a 60 s request timeout,
+// reset by each progress notification):
+//   --timeout SECONDS                the request timeout of each call
+//   --no-reset-timeout-on-progress   progress does not reset it (the SDK's own default)
 // Actions:
 //   list-tools | list-prompts | ping | call TOOL JSONARGS
 //   list-resources | list-resource-templates | read URI | get-prompt NAME JSONARGS
@@ -130,6 +134,10 @@ if (argv[i] === '--stdio') {
 
 // Client capabilities and canned answers to the server's requests.
 const replies = {};
+// Request options of each call: every call asks for progress (onprogress
+// sends a progressToken) and, unless told otherwise, lets it reset the
+// timeout.
+const callOptions = { resetTimeoutOnProgress: true };
 const parseJSONArg = (flag, raw) => {
   if (raw === undefined) usage(`${flag} needs JSON`);
   try {
@@ -149,6 +157,15 @@ while (argv[i]?.startsWith('--')) {
       break;
     case '--roots':
       replies.roots = parseJSONArg(flag, argv[i++]);
+      break;
+    case '--timeout': {
+      const n = Number(argv[i++]);
+      if (!Number.isFinite(n) || n <= 0) usage('--timeout needs a positive number of seconds');
+      callOptions.timeout = Math.round(n * 1000);
+      break;
+    }
+    case '--no-reset-timeout-on-progress':
+      callOptions.resetTimeoutOnProgress = false;
       break;
     default:
       usage(`unknown option ${JSON.stringify(flag)}`);
@@ -396,8 +413,8 @@ for (const a of actions) {
       case 'call': {
         const progress = [];
         const result = await client.callTool({ name: a.tool, arguments: a.args }, undefined, {
+          ...callOptions,
           onprogress: (p) => progress.push(p),
-          resetTimeoutOnProgress: true,
         });
         emit({ action: a.name, tool: a.tool, ok: true, result, progress });
         break;

@@ -15,6 +15,15 @@
 //   - offered_capabilities: returns the client capabilities the backend was
 //     offered at initialize, as JSON.
 //
+// With -mutable FILE it also has a tool whose definition changes on demand:
+//
+//   - mutable {note}: appends the note and a newline to FILE (the evidence
+//     that a call ran) and returns "noted NOTE". Its description names its
+//     definition version, 1 at start.
+//   - redefine: raises mutable's definition version (a new description),
+//     which makes mcp-go send notifications/tools/list_changed, and returns
+//     the new version.
+//
 // With -raw FILE it speaks the line protocol by hand: FILE is a JSON object
 // from method name to the result to answer that method with, written out
 // byte for byte as it stands in FILE (so results can carry members no SDK
@@ -43,12 +52,13 @@ import (
 func main() {
 	raw := flag.String("raw", "", "answer from this JSON file of canned results instead of running the mcp-go server")
 	logFile := flag.String("log", "", "append every line received to this file (raw mode)")
+	mutable := flag.String("mutable", "", "add the tools mutable and redefine; mutable appends its notes to this file")
 	flag.Parse()
 	var err error
 	if *raw != "" {
 		err = serveRaw(*raw, *logFile)
 	} else {
-		err = serveMCPGo()
+		err = serveMCPGo(*mutable)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testbackend:", err)
@@ -59,7 +69,7 @@ func main() {
 // ---------------------------------------------------------------------------
 // mcp-go mode
 
-func serveMCPGo() error {
+func serveMCPGo(mutableFile string) error {
 	out := &progressWriter{w: os.Stdout, waiters: map[string]chan struct{}{}}
 	var mu sync.Mutex
 	var offered json.RawMessage = []byte("null")
@@ -129,9 +139,57 @@ func serveMCPGo() error {
 		}
 		return mcp.NewToolResultText(fmt.Sprintf("nonce=%s sampled=%s model=%s", nonce, text, res.Model)), nil
 	})
+	if mutableFile != "" {
+		addMutable(s, mutableFile)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return server.NewStdioServer(s).Listen(ctx, os.Stdin, out)
+}
+
+// addMutable adds the tools mutable and redefine (see the package doc).
+func addMutable(s *server.MCPServer, file string) {
+	define := func(version int64) mcp.Tool {
+		return mcp.NewTool("mutable",
+			mcp.WithDescription(fmt.Sprintf("Appends its note to the backend's file. Definition version %d.", version)),
+			mcp.WithString("note", mcp.Required()),
+		)
+	}
+	var mu sync.Mutex
+	run := func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		note, err := req.RequireString("note")
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		_, err = f.WriteString(note + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		return mcp.NewToolResultText("noted " + note), nil
+	}
+	var version int64 = 1
+	s.AddTool(define(version), run)
+	s.AddTool(mcp.NewTool("redefine",
+		mcp.WithDescription("Changes the definition of mutable (its description) and tells the client the tool list changed."),
+	), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		mu.Lock()
+		version++
+		v := version
+		mu.Unlock()
+		// AddTool replaces the definition and notifies every initialized
+		// session (tools listChanged is on).
+		s.AddTool(define(v), run)
+		return mcp.NewToolResultText(fmt.Sprintf("mutable is now at definition version %d", v)), nil
+	})
 }
 
 // progressWriter is the server's stdout. It tells waiters when the progress
