@@ -229,6 +229,9 @@ type gwConfig struct {
 	Policy   *policyConfig   `json:"policy,omitempty"`
 	DLP      *dlpConfig      `json:"dlp,omitempty"` // nil: the gateway's DLP defaults
 	Backends []backendConfig `json:"backends"`
+
+	// Approvals is the approvals section (approvals_test.go); nil: defaults.
+	Approvals *approvalsConfig `json:"approvals,omitempty"`
 }
 
 // dlpConfig is the dlp section; empty fields keep their defaults (DLP on,
@@ -304,6 +307,10 @@ type backendConfig struct {
 	Isolation string            `json:"isolation,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
 	Timeouts  *timeoutsConfig   `json:"timeouts,omitempty"`
+
+	// DestructiveTools are the backend's tools the configuration marks
+	// destructive (the default policy holds them for approval).
+	DestructiveTools []string `json:"destructive_tools,omitempty"`
 }
 
 type timeoutsConfig struct {
