@@ -1022,6 +1022,35 @@ func TestRestart(t *testing.T) {
 	})
 }
 
+func TestShutdownLeavesHeldItemsPending(t *testing.T) {
+	t.Parallel()
+	path := t.TempDir() + "/sallyport.db"
+	c := deleteCall().with(func(c *call) { c.approval.Timeout = 1500 * time.Millisecond })
+	e1 := newEnv(t, envOptions{path: path})
+	f := e1.start(c)
+	it := e1.waitHeld(f, c)
+	// The gateway shuts down: the queue is stopped before the sessions
+	// close, so the request dropped then did not give up on its call.
+	e1.svc.Stop()
+	f.cancel(errors.New("gateway shutting down"))
+	wantCode(t, f.wait(t), gateway.CodeRequestCancelled)
+	if got := e1.item(it.ID); got.State != gateway.ApprovalPending {
+		t.Fatalf("after the shutdown the item is %s, want pending", got.State)
+	}
+	e1.stopCalls()
+	e1.db.Close()
+
+	e2 := newEnv(t, envOptions{path: path})
+	got := e2.waitState(it.ID, gateway.ApprovalExpired)
+	if last := got.Transitions[len(got.Transitions)-1]; last.Actor != System || last.Time.Before(got.Expires) {
+		t.Errorf("expiry transition %+v; want the gateway's, at or after %s", last, got.Expires)
+	}
+	if n := e1.backend.delivered.Load() + e2.backend.delivered.Load(); n != 0 {
+		t.Errorf("delivered %d times", n)
+	}
+	e2.verifyChain()
+}
+
 func TestCrossProcessDecision(t *testing.T) {
 	t.Parallel()
 	path := t.TempDir() + "/sallyport.db"

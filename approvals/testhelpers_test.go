@@ -52,6 +52,8 @@ type call struct {
 	progress gateway.Progress
 	// current, when set, is the exchange's CurrentDefinition.
 	current func(ctx context.Context) (json.RawMessage, error)
+	// findings are DLP's findings in the call.
+	findings []gateway.Finding
 }
 
 // deleteCall is the call most tests hold: alice deletes a repository.
@@ -247,6 +249,7 @@ func (e *env) exchange(c call) *gateway.Exchange {
 	x.Decision = d
 	x.Progress = c.progress
 	x.CurrentDefinition = c.current
+	x.Findings = c.findings
 	return x
 }
 
