@@ -1,10 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/sallyport/sallyport/gateway"
 	"github.com/sallyport/sallyport/gateway/config"
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
+	"github.com/sallyport/sallyport/policy"
 )
 
 func us(n ...int) []time.Duration {
@@ -126,5 +130,41 @@ func TestIsLoopbackHex(t *testing.T) {
 		if got := isLoopbackHex(tc.addr); got != tc.want {
 			t.Errorf("isLoopbackHex(%s) = %v, want %v", tc.addr, got, tc.want)
 		}
+	}
+}
+
+func TestSallyportConfigDefaultPolicyAllowsTheCall(t *testing.T) {
+	for _, spec := range []backendSpec{
+		everythingBackend("/usr/bin/node", "/opt/node_modules"),
+		demoBackend("/usr/local/bin/sallyport", "/tmp/sandbox", "/tmp/outbox.jsonl"),
+	} {
+		t.Run("the embedded default policy lets an anonymous client call "+spec.ID+"__"+spec.Tool, func(t *testing.T) {
+			ctx := t.Context()
+			cfg, err := config.Parse(sallyportConfig(43210, spec, isolationShared, "/tmp/audit.db", "full"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cfg.Policy.Paths) != 0 {
+				t.Fatalf("the config names a policy (%q): the default policy would not be measured", cfg.Policy.Paths)
+			}
+			st, err := policy.NewStage(ctx, policy.Options{Source: policy.Source{Paths: cfg.Policy.Paths}, Backends: cfg.Backends})
+			if err != nil {
+				t.Fatal(err)
+			}
+			args, _ := json.Marshal(spec.Arguments)
+			params, _ := json.Marshal(map[string]any{"name": spec.ID + "__" + spec.Tool, "arguments": spec.Arguments})
+			x := gateway.NewExchange(deliverNothing)
+			x.Direction, x.Kind, x.Method = gateway.ClientToBackend, gateway.KindRequest, "tools/call"
+			x.Message = &jsonrpc.Message{ID: json.RawMessage(`1`), Method: x.Method, Params: params}
+			x.Principal = &gateway.Principal{ID: "anonymous", Anonymous: true}
+			x.Session = &gateway.SessionInfo{ID: "s1", Transport: "http"}
+			x.Backend, x.Target, x.Arguments = spec.ID, spec.Tool, args
+			if err := st.Handle(ctx, x, gateway.HandlerFunc(deliverNothing)); err != nil {
+				t.Fatalf("the call is refused: %v", err)
+			}
+			if x.Decision == nil || !x.Decision.Allow || x.Decision.Approval != nil {
+				t.Fatalf("decision = %v %q %q, want an allow without approval", x.Decision != nil && x.Decision.Allow, x.Decision.Rules, x.Decision.Reasons)
+			}
+		})
 	}
 }

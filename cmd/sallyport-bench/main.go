@@ -5,7 +5,9 @@
 //   - direct: mcp-go's stdio client talking straight to the backend process;
 //   - sallyport: mcp-go's Streamable HTTP client → sallyport serve → the
 //     backend over stdio, with the audit log at its default
-//     synchronous=full;
+//     synchronous=full and the embedded default policy, which lets the
+//     anonymous benchmark client call the tool because the configuration
+//     marks the backend trusted and the tool read-only;
 //   - sallyport-normal: the same with audit synchronous=normal;
 //   - supergateway: mcp-go's Streamable HTTP client → supergateway 4.0.0
 //     (stdio → Streamable HTTP, stateful) → the backend.

@@ -234,8 +234,12 @@ func (h *harness) directTarget() *target {
 // sallyportConfig is the gateway configuration the harness runs with:
 // warn-level logging so that logging does not dominate, anonymous access on
 // loopback, the audit log in db with the given synchronous setting (and
-// the other audit settings at their defaults), and the backend with the
-// chosen isolation.
+// the other audit settings at their defaults), no policy (the embedded
+// default policy), and the backend with the chosen isolation. The default
+// policy lets anonymous principals use only the read-only tools of trusted
+// backends, so the backend is marked trusted and the tool called declared
+// read-only, as config.Demo does for the demo backend: the calls measured
+// are ones that policy allows, not refusals.
 func sallyportConfig(port int, spec backendSpec, isolation, db, synchronous string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by sallyport-bench.\n")
@@ -254,6 +258,8 @@ func sallyportConfig(port int, spec backendSpec, isolation, db, synchronous stri
 	}
 	fmt.Fprintf(&b, "    args: [%s]\n", strings.Join(args, ", "))
 	fmt.Fprintf(&b, "    isolation: %s\n", isolation)
+	fmt.Fprintf(&b, "    trusted: true\n")
+	fmt.Fprintf(&b, "    read_only_tools: [%s]\n", yamlString(spec.Tool))
 	return []byte(b.String())
 }
 
