@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -55,28 +56,53 @@ const (
 	stageDLP = "dlp"
 )
 
-var stageVariants = []string{stageNone, stageFull, stageNormal, stagePolicyDefault, stagePolicyExamples, stageDLP}
-
-// stagePolicy is the policy source of a stage variant (nil for none).
-func stagePolicy(variant string) *policy.Source {
-	switch variant {
-	case stagePolicyDefault:
-		return &policy.Source{}
-	case stagePolicyExamples:
-		return &policy.Source{Paths: []string{filepath.Join(repoRoot(), "examples", "policies")}}
-	}
-	return nil
+// stageVariant is one configuration of the in-process pipeline. Each runs
+// the same calls (stageRig.call) on a rig of its own; the report lists
+// them in the order of stageVariants and compares each with none. To
+// measure another stage, add a name, a builder and an entry there; its
+// added p50 and goal are a line each in computeAudit.
+type stageVariant struct {
+	name string
+	// sync is the audit database's synchronous setting; "" for the
+	// variants without the audit stages (and without a database).
+	sync  string
+	build func(ctx context.Context, dir string, o rigOptions) (*stageRig, error)
 }
 
-// stageSync is the synchronous setting of a stage variant ("" for none).
-func stageSync(variant string) string {
-	switch variant {
-	case stageFull:
-		return sqlite.SyncFull
-	case stageNormal:
-		return sqlite.SyncNormal
-	}
-	return ""
+// rigOptions are the flags that shape the in-process rigs.
+type rigOptions struct {
+	// policyTimeout is the policy stage's deadline for one evaluation.
+	policyTimeout time.Duration
+}
+
+// defaultPolicyStageTimeout is the in-process policy stages' deadline: the
+// largest policy.timeout the configuration accepts. sallyport serve's
+// default (config.DefaultPolicyTimeout, 100ms) bounds one evaluation on a
+// gateway whose goroutines mostly wait for I/O; the concurrent workload's
+// goroutines never wait, and with many more of them than cores an
+// evaluation sits in the scheduler's run queue for longer than that, so
+// the default deadline would measure the queue, not the policy.
+const defaultPolicyStageTimeout = 10 * time.Second
+
+var stageVariants = []stageVariant{
+	{name: stageNone, build: func(ctx context.Context, _ string, _ rigOptions) (*stageRig, error) {
+		return newStageRig(ctx, "", "")
+	}},
+	{name: stageFull, sync: sqlite.SyncFull, build: func(ctx context.Context, dir string, _ rigOptions) (*stageRig, error) {
+		return newStageRig(ctx, dir, sqlite.SyncFull)
+	}},
+	{name: stageNormal, sync: sqlite.SyncNormal, build: func(ctx context.Context, dir string, _ rigOptions) (*stageRig, error) {
+		return newStageRig(ctx, dir, sqlite.SyncNormal)
+	}},
+	{name: stagePolicyDefault, build: func(ctx context.Context, _ string, o rigOptions) (*stageRig, error) {
+		return newPolicyRig(ctx, policy.Source{}, o.policyTimeout)
+	}},
+	{name: stagePolicyExamples, build: func(ctx context.Context, _ string, o rigOptions) (*stageRig, error) {
+		return newPolicyRig(ctx, policy.Source{Paths: []string{filepath.Join(repoRoot(), "examples", "policies")}}, o.policyTimeout)
+	}},
+	{name: stageDLP, build: func(ctx context.Context, _ string, _ rigOptions) (*stageRig, error) {
+		return newDLPRig(ctx)
+	}},
 }
 
 // benchAuditKey keys the checkpoints of the export/verify database, so
@@ -137,26 +163,16 @@ func newStageRig(ctx context.Context, dir, synchronous string) (*stageRig, error
 	return r, nil
 }
 
-// newVariantRig builds the rig of a stage variant, its database (if any)
-// in dir.
-func newVariantRig(ctx context.Context, dir, variant string) (*stageRig, error) {
-	if src := stagePolicy(variant); src != nil {
-		return newPolicyRig(ctx, *src)
-	}
-	if variant == stageDLP {
-		return newDLPRig(ctx)
-	}
-	return newStageRig(ctx, dir, stageSync(variant))
-}
-
 // newPolicyRig builds a rig whose chain is the LogStage and the policy
-// stage with the policy src names, without audit.
-func newPolicyRig(ctx context.Context, src policy.Source) (*stageRig, error) {
+// stage with the policy src names and the deadline timeout, without audit.
+// The backend is configured as a deployment would configure it for the
+// default policy: trusted, its echo tool declared read-only.
+func newPolicyRig(ctx context.Context, src policy.Source, timeout time.Duration) (*stageRig, error) {
 	r, err := newStageRig(ctx, "", "")
 	if err != nil {
 		return nil, err
 	}
-	p, err := policy.NewStage(ctx, policy.Options{Source: src, Backends: []config.Backend{
+	p, err := policy.NewStage(ctx, policy.Options{Source: src, Timeout: timeout, Backends: []config.Backend{
 		{ID: "everything", Transport: config.TransportStdio, Trusted: true, ReadOnlyTools: []string{"echo"}},
 	}})
 	if err != nil {
@@ -193,7 +209,7 @@ func (r *stageRig) call(ctx context.Context) error {
 	x.Principal, x.Session = r.principal, sess
 	x.Backend, x.Target, x.Arguments, x.Definition = "everything", "echo", stageArgs, stageDef
 	if err := r.chain.Handle(ctx, x); err != nil {
-		return fmt.Errorf("request: %w", err)
+		return fmt.Errorf("request: %w", policyDeadline(x, err))
 	}
 	rx := gateway.NewExchange(deliverNothing)
 	rx.Direction, rx.Kind, rx.Method = gateway.BackendToClient, gateway.KindResult, msg.Method
@@ -201,9 +217,32 @@ func (r *stageRig) call(ctx context.Context) error {
 	rx.Principal, rx.Session = r.principal, sess
 	rx.Backend, rx.Target, rx.Request = x.Backend, x.Target, x
 	if err := r.chain.Handle(ctx, rx); err != nil {
-		return fmt.Errorf("result: %w", err)
+		return fmt.Errorf("result: %w", policyDeadline(rx, err))
 	}
 	return nil
+}
+
+// errPolicyDeadline marks a call the policy stage refused because its
+// evaluation ran past the stage's deadline. The workloads count such calls
+// as timeouts, apart from errors: the deadline is the stage failing closed
+// on a slow evaluation, not the policy denying the call.
+var errPolicyDeadline = errors.New("policy evaluation ran past its deadline")
+
+// policyDeadlineReason is the reason the policy package gives a denial
+// whose evaluation ran past its deadline (policy.Set.Eval);
+// TestPolicyDeadline checks that it still does.
+const policyDeadlineReason = "policy evaluation exceeded its deadline"
+
+// policyDeadline wraps err, the chain's error for x, with
+// errPolicyDeadline when the policy stage refused x because its
+// evaluation ran past the deadline. Any other error, policy errors
+// included, is returned as it is.
+func policyDeadline(x *gateway.Exchange, err error) error {
+	d := x.Decision
+	if d == nil || d.Allow || !slices.Contains(d.Rules, policy.RuleError) || !slices.Contains(d.Reasons, policyDeadlineReason) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errPolicyDeadline, err)
 }
 
 func (r *stageRig) close() error {
@@ -245,9 +284,10 @@ func rowsDuring(rows int64, s Summary) *AuditRows {
 
 // measureStage measures one stage variant: the sequential and the
 // concurrent workload on a rig of its own.
-func (h *harness) measureStage(ctx context.Context, variant string) *StageResult {
-	res := &StageResult{Variant: variant, Synchronous: stageSync(variant)}
-	rig, err := newVariantRig(ctx, h.dbDir, variant)
+func (h *harness) measureStage(ctx context.Context, v stageVariant) *StageResult {
+	variant := v.name
+	res := &StageResult{Variant: variant, Synchronous: v.sync}
+	rig, err := v.build(ctx, h.dbDir, h.rigOptions())
 	if err != nil {
 		res.Error = err.Error()
 		return res

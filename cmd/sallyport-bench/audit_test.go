@@ -1,22 +1,27 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sallyport/sallyport/gateway"
 	"github.com/sallyport/sallyport/gateway/audit"
 	"github.com/sallyport/sallyport/gateway/sqlite"
+	"github.com/sallyport/sallyport/policy"
 )
 
 func TestStageRig(t *testing.T) {
 	for _, v := range stageVariants {
-		t.Run(fmt.Sprintf("variant %s writes two rows a call and a chain that verifies", v), func(t *testing.T) {
+		t.Run(fmt.Sprintf("variant %s writes two rows a call and a chain that verifies", v.name), func(t *testing.T) {
 			ctx := t.Context()
-			rig, err := newVariantRig(ctx, t.TempDir(), v)
+			rig, err := v.build(ctx, t.TempDir(), rigOptions{policyTimeout: defaultPolicyStageTimeout})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -28,7 +33,7 @@ func TestStageRig(t *testing.T) {
 			if s.Calls != 30 || s.Errors != 0 {
 				t.Fatalf("workload = %+v", s)
 			}
-			if v == stageNone || stagePolicy(v) != nil || v == stageDLP {
+			if v.sync == "" {
 				if rig.path != "" || rows != nil {
 					t.Fatalf("the pipeline without audit has a database %q or counted rows %+v", rig.path, rows)
 				}
@@ -195,4 +200,86 @@ func TestAuditGoals(t *testing.T) {
 			t.Errorf("the report lacks %q:\n%s", s, out.String())
 		}
 	}
+}
+
+func TestPolicyDeadline(t *testing.T) {
+	examples := policy.Source{Paths: []string{filepath.Join(repoRoot(), "examples", "policies")}}
+	write := func(name, rego string) policy.Source {
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, []byte("package sallyport\n\n"+rego+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return policy.Source{Paths: []string{path}}
+	}
+	bad := write("bad.rego", `decision := {"allow": "yes"}`)
+	// Four million steps: far more than a millisecond.
+	slow := write("slow.rego", `decision := {"allow": n > 0} if {
+	n := count([1 | some i in numbers.range(1, 2000); some j in numbers.range(1, 2000); i != j])
+}`)
+	for _, tc := range []struct {
+		name      string
+		src       policy.Source
+		timeout   time.Duration
+		anonymous bool
+		deadline  bool // the call fails with errPolicyDeadline
+		fails     bool // the call fails otherwise
+	}{
+		{"an evaluation past its deadline is a timeout", slow, time.Millisecond, false, true, false},
+		{"the default policy allows the call", policy.Source{}, defaultPolicyStageTimeout, false, false, false},
+		{"a policy error is an error, not a timeout", bad, defaultPolicyStageTimeout, false, false, true},
+		{"a denial is an error, not a timeout", examples, defaultPolicyStageTimeout, true, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rig, err := newPolicyRig(t.Context(), tc.src, tc.timeout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.anonymous {
+				rig.principal = &gateway.Principal{ID: "anonymous", Anonymous: true}
+			}
+			err = rig.call(t.Context())
+			switch {
+			case errors.Is(err, errPolicyDeadline) != tc.deadline:
+				t.Fatalf("call = %v; errPolicyDeadline: %v, want %v", err, errors.Is(err, errPolicyDeadline), tc.deadline)
+			case (err != nil && !tc.deadline) != tc.fails:
+				t.Fatalf("call = %v, want failure %v", err, tc.fails)
+			}
+		})
+	}
+}
+
+func TestMeasureTimeouts(t *testing.T) {
+	timeout := fmt.Errorf("request: %w: denied by policy", errPolicyDeadline)
+	every := func(n int64, err error) caller {
+		var i atomic.Int64
+		return func(context.Context) error {
+			if i.Add(1)%n == 0 {
+				return err
+			}
+			return nil
+		}
+	}
+	t.Run("timeouts are counted apart from errors and do not fail the workload", func(t *testing.T) {
+		s := measure(t.Context(), []caller{every(4, timeout)}, 100, time.Second)
+		if s.Calls != 75 || s.Timeouts != 25 || s.Errors != 0 || s.Aborted || s.failed() || s.FirstTimeout == "" || s.FirstError != "" {
+			t.Fatalf("summary = %+v", s)
+		}
+	})
+	t.Run("any other error fails the workload", func(t *testing.T) {
+		s := measure(t.Context(), []caller{every(50, errors.New("denied by policy: policy decision is undefined"))}, 100, time.Second)
+		if s.Calls != 98 || s.Errors != 2 || s.Timeouts != 0 || !s.failed() {
+			t.Fatalf("summary = %+v", s)
+		}
+	})
+	t.Run("a workload that mostly times out stops early and fails", func(t *testing.T) {
+		s := measure(t.Context(), []caller{func(context.Context) error { return timeout }}, 10*errLimit, time.Second)
+		if !s.Aborted || s.Timeouts != errLimit || !s.failed() {
+			t.Fatalf("summary = %+v", s)
+		}
+	})
+	t.Run("warm-up does not fail on a timeout", func(t *testing.T) {
+		if err := warmUp(t.Context(), []caller{every(2, timeout)}, 4, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

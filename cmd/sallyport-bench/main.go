@@ -28,7 +28,11 @@
 // measurement failed (a call through the in-process pipeline, export, or
 // a verify that does not find the chain intact), or the run was
 // interrupted (failed supergateway calls are only reported), and 2 for bad
-// flags.
+// flags. An in-process policy evaluation that runs past the stage's
+// deadline (--policy-stage-timeout) is counted as a timeout and reported,
+// not failed, unless a hundred of them outnumber the calls that went
+// through (the workload then stops, and fails); any other policy refusal
+// fails the run.
 //
 // The harness starts every server itself on 127.0.0.1 with a free port,
 // and stops every process it started by pid, on errors and interrupts too.
@@ -89,6 +93,8 @@ type options struct {
 	auditConcCalls int    // concurrent calls through it, in total
 	auditRows      int64  // rows of the export/verify database (0: no export/verify)
 	dbDir          string // where the databases go ("": the run's temporary folder)
+
+	policyTimeout time.Duration // the in-process policy stages' deadline for one evaluation
 }
 
 func main() {
@@ -156,6 +162,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&opt.auditCalls, "audit-stage-calls", 2000, "measured sequential calls through the in-process pipeline, per variant (0: skip the in-process audit measurements)")
 	fs.IntVar(&opt.auditConcCalls, "audit-stage-conc-calls", 20000, "measured concurrent calls through the in-process pipeline, per variant, in total")
 	fs.Int64Var(&opt.auditRows, "audit-rows", 500000, "rows of the database export and verify are timed on (0: skip them)")
+	fs.DurationVar(&opt.policyTimeout, "policy-stage-timeout", defaultPolicyStageTimeout, "deadline of one evaluation in the in-process policy stages (sallyport serve's default is 100ms); calls refused past it are counted as timeouts, not errors")
 	fs.StringVar(&opt.dbDir, "db-dir", "", "folder for the audit databases (default: the run's temporary folder); its file system decides what synchronous=full costs")
 	if err := fs.Parse(args); err != nil {
 		return opt, err
@@ -195,6 +202,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return opt, errors.New("--audit-stage-calls must be at least 0, --audit-stage-conc-calls at least 1")
 	case opt.auditRows != 0 && opt.auditRows < 1000:
 		return opt, errors.New("--audit-rows: 0, or at least 1000")
+	case opt.policyTimeout < time.Millisecond || opt.policyTimeout > 10*time.Second:
+		return opt, errors.New("--policy-stage-timeout: between 1ms and 10s, as policy.timeout")
 	}
 	return opt, absPaths(&opt.sallyport, &opt.preload, &opt.out, &opt.dbDir)
 }
@@ -369,9 +378,9 @@ func (h *harness) measureAudit(ctx context.Context, rep *Report) error {
 				return fmt.Errorf("interrupted: %w", err)
 			}
 			st := h.measureStage(ctx, v)
-			rep.Audit.Stage[v] = st
+			rep.Audit.Stage[v.name] = st
 			if st.Error != "" {
-				h.logf("audit stage %s: FAILED: %s", v, st.Error)
+				h.logf("audit stage %s: FAILED: %s", v.name, st.Error)
 			}
 		}
 	}
@@ -382,6 +391,11 @@ func (h *harness) measureAudit(ctx context.Context, rep *Report) error {
 		return fmt.Errorf("interrupted: %w", err)
 	}
 	return nil
+}
+
+// rigOptions are the options of the in-process rigs.
+func (h *harness) rigOptions() rigOptions {
+	return rigOptions{policyTimeout: h.opt.policyTimeout}
 }
 
 // measurePath sets the path up, runs both workloads on it and tears it

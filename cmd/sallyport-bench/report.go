@@ -64,8 +64,11 @@ type RunConfig struct {
 	AuditCalls  int      `json:"audit_stage_sequential_calls"`
 	AuditConc   int      `json:"audit_stage_concurrent_calls"`
 	AuditRows   int64    `json:"audit_store_rows"`
-	Sallyport   string   `json:"sallyport_binary,omitempty"`
-	NodeModules string   `json:"node_modules,omitempty"`
+	// PolicyStageTimeoutMS is the in-process policy stages' deadline for
+	// one evaluation.
+	PolicyStageTimeoutMS float64 `json:"policy_stage_timeout_ms"`
+	Sallyport            string  `json:"sallyport_binary,omitempty"`
+	NodeModules          string  `json:"node_modules,omitempty"`
 }
 
 // PathResult is one path's figures.
@@ -215,19 +218,20 @@ func newReport(h *harness) *Report {
 		Note:    "one run on a possibly shared, noisy machine: compare the ratios within this run, not absolute figures across runs",
 		Host:    hostInfo(),
 		Config: RunConfig{
-			Backend:     h.opt.backend,
-			Tool:        tool,
-			Paths:       h.opt.paths,
-			Isolation:   h.opt.isolation,
-			Calls:       h.opt.calls,
-			Warmup:      h.opt.warmup,
-			Concurrency: h.opt.concurrency,
-			ConcCalls:   h.opt.concCalls,
-			AuditCalls:  h.opt.auditCalls,
-			AuditConc:   h.opt.auditConcCalls,
-			AuditRows:   h.opt.auditRows,
-			Sallyport:   h.opt.sallyport,
-			NodeModules: h.opt.nodeModules,
+			Backend:              h.opt.backend,
+			Tool:                 tool,
+			Paths:                h.opt.paths,
+			Isolation:            h.opt.isolation,
+			Calls:                h.opt.calls,
+			Warmup:               h.opt.warmup,
+			Concurrency:          h.opt.concurrency,
+			ConcCalls:            h.opt.concCalls,
+			AuditCalls:           h.opt.auditCalls,
+			AuditConc:            h.opt.auditConcCalls,
+			AuditRows:            h.opt.auditRows,
+			PolicyStageTimeoutMS: float64(h.opt.policyTimeout) / float64(time.Millisecond),
+			Sallyport:            h.opt.sallyport,
+			NodeModules:          h.opt.nodeModules,
 		},
 		Paths: map[string]*PathResult{},
 		order: h.opt.paths,
@@ -413,7 +417,7 @@ func (r *Report) failed() bool {
 			continue
 		}
 		for _, s := range []*Summary{p.Sequential, p.Concurrent} {
-			if s != nil && (s.Errors > 0 || s.Aborted) {
+			if s.failed() {
 				return true
 			}
 		}
@@ -421,15 +425,22 @@ func (r *Report) failed() bool {
 	return false
 }
 
+// failed reports whether a workload that ran had failed calls, stopped
+// early, or measured no call at all. Timeouts alone are not a failure.
+func (s *Summary) failed() bool {
+	return s != nil && (s.Errors > 0 || s.Aborted || s.Calls == 0)
+}
+
 // failed reports whether an audit measurement could not be made, a call
-// through the in-process pipeline failed, or export or verify failed.
+// through the in-process pipeline failed, or export or verify failed. A
+// policy stage's timeouts are reported, not failed (Summary.failed).
 func (a *AuditReport) failed() bool {
 	for _, st := range a.Stage {
 		if st.Error != "" {
 			return true
 		}
 		for _, s := range []*Summary{st.Sequential, st.Concurrent} {
-			if s != nil && (s.Errors > 0 || s.Aborted) {
+			if s.failed() {
 				return true
 			}
 		}
@@ -629,14 +640,14 @@ func printAudit(w io.Writer, r *Report) {
 		fmt.Fprintln(w, "  in process: the pipeline sallyport serve compiles, with and without the audit stages, and the policy and DLP stages alone; delivery does nothing;")
 		fmt.Fprintln(w, "  a call is a tools/call request and its result (two rows)")
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "    variant\tworkload\tgoroutines\tp50 µs\tp90 µs\tp99 µs\tmean µs\tcalls/s\trows/s\terrors\t")
+		fmt.Fprintln(tw, "    variant\tworkload\tgoroutines\tp50 µs\tp90 µs\tp99 µs\tmean µs\tcalls/s\trows/s\terrors\ttimeouts\t")
 		for _, v := range stageVariants {
-			st := a.Stage[v]
+			st := a.Stage[v.name]
 			if st == nil {
 				continue
 			}
 			if st.Error != "" && st.Sequential == nil {
-				fmt.Fprintf(tw, "    %s\t-\t-\t-\t-\t-\t-\t-\t-\tFAILED\t\n", v)
+				fmt.Fprintf(tw, "    %s\t-\t-\t-\t-\t-\t-\t-\t-\tFAILED\t-\t\n", v.name)
 				continue
 			}
 			for _, row := range []struct {
@@ -646,7 +657,7 @@ func printAudit(w io.Writer, r *Report) {
 				rows     *AuditRows
 			}{{"sequential", 1, st.Sequential, st.RowsSequential}, {"concurrent", st.Workers, st.Concurrent, st.RowsConcurrent}} {
 				if row.s == nil {
-					fmt.Fprintf(tw, "    %s\t%s\t-\t-\t-\t-\t-\t-\t-\tFAILED\t\n", v, row.workload)
+					fmt.Fprintf(tw, "    %s\t%s\t-\t-\t-\t-\t-\t-\t-\tFAILED\t-\t\n", v.name, row.workload)
 					continue
 				}
 				rows := "-"
@@ -657,14 +668,30 @@ func printAudit(w io.Writer, r *Report) {
 				if row.s.Aborted {
 					errs += " (aborted)"
 				}
-				fmt.Fprintf(tw, "    %s\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%s\t%s\t\n", v, row.workload, row.n,
-					row.s.P50US, row.s.P90US, row.s.P99US, row.s.MeanUS, row.s.CallsPerSec, rows, errs)
+				fmt.Fprintf(tw, "    %s\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%s\t%s\t%d\t\n", v.name, row.workload, row.n,
+					row.s.P50US, row.s.P90US, row.s.P99US, row.s.MeanUS, row.s.CallsPerSec, rows, errs, row.s.Timeouts)
 			}
 		}
 		tw.Flush()
+		if ms := r.Config.PolicyStageTimeoutMS; ms > 0 {
+			fmt.Fprintf(w, "    policy variants: a %v deadline per evaluation (sallyport serve's default is 100ms); calls refused past it are timeouts, not errors\n",
+				time.Duration(ms*float64(time.Millisecond)))
+		}
 		for _, v := range stageVariants {
-			if st := a.Stage[v]; st != nil && st.Error != "" {
-				fmt.Fprintf(w, "    %s: FAILED: %s\n", v, firstLine(st.Error))
+			st := a.Stage[v.name]
+			if st == nil {
+				continue
+			}
+			if st.Error != "" {
+				fmt.Fprintf(w, "    %s: FAILED: %s\n", v.name, firstLine(st.Error))
+			}
+			for _, s := range []*Summary{st.Sequential, st.Concurrent} {
+				if s != nil && s.FirstError != "" {
+					fmt.Fprintf(w, "    %s: first error: %s\n", v.name, firstLine(s.FirstError))
+				}
+				if s != nil && s.FirstTimeout != "" {
+					fmt.Fprintf(w, "    %s: first timeout: %s\n", v.name, firstLine(s.FirstTimeout))
+				}
 			}
 		}
 	}

@@ -8,20 +8,23 @@ import (
 
 // Summary describes one workload's latencies and throughput. Latencies are
 // in microseconds. Only successful calls contribute to the latencies and to
-// CallsPerSec; failed ones are counted in Errors.
+// CallsPerSec; failed ones are counted in Errors, and calls an in-process
+// policy stage refused past its deadline in Timeouts.
 type Summary struct {
-	Calls       int     `json:"calls"`                 // successful measured calls
-	Errors      int     `json:"errors"`                // failed measured calls
-	Aborted     bool    `json:"aborted,omitempty"`     // stopped early: too many errors, or interrupted
-	FirstError  string  `json:"first_error,omitempty"` // the first failed call's error
-	WallSeconds float64 `json:"wall_seconds"`
-	CallsPerSec float64 `json:"calls_per_sec"`
-	MinUS       float64 `json:"min_us"`
-	MeanUS      float64 `json:"mean_us"`
-	P50US       float64 `json:"p50_us"`
-	P90US       float64 `json:"p90_us"`
-	P99US       float64 `json:"p99_us"`
-	MaxUS       float64 `json:"max_us"`
+	Calls        int     `json:"calls"`                   // successful measured calls
+	Errors       int     `json:"errors"`                  // failed measured calls
+	Timeouts     int     `json:"timeouts,omitempty"`      // calls refused past the policy stage's deadline
+	Aborted      bool    `json:"aborted,omitempty"`       // stopped early: too many errors or timeouts, or interrupted
+	FirstError   string  `json:"first_error,omitempty"`   // the first failed call's error
+	FirstTimeout string  `json:"first_timeout,omitempty"` // the first timed-out call's error
+	WallSeconds  float64 `json:"wall_seconds"`
+	CallsPerSec  float64 `json:"calls_per_sec"`
+	MinUS        float64 `json:"min_us"`
+	MeanUS       float64 `json:"mean_us"`
+	P50US        float64 `json:"p50_us"`
+	P90US        float64 `json:"p90_us"`
+	P99US        float64 `json:"p99_us"`
+	MaxUS        float64 `json:"max_us"`
 }
 
 // percentile returns the p-th percentile (0 < p <= 100) of sorted, by the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -47,15 +48,15 @@ func timed(ctx context.Context, c caller, timeout time.Duration) (time.Duration,
 }
 
 // warmUp has every worker make warmupEach calls, all concurrently. Any
-// error fails the workload, since the path is then broken rather than
-// slow.
+// error but a policy deadline (errPolicyDeadline) fails the workload,
+// since the path is then broken rather than slow.
 func warmUp(ctx context.Context, workers []caller, warmupEach int, timeout time.Duration) error {
 	warmErr := make(chan error, len(workers))
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(func() {
 			for range warmupEach {
-				if _, err := timed(ctx, w, timeout); err != nil {
+				if _, err := timed(ctx, w, timeout); err != nil && !errors.Is(err, errPolicyDeadline) {
 					warmErr <- fmt.Errorf("warm-up call: %w", err)
 					return
 				}
@@ -73,15 +74,22 @@ func warmUp(ctx context.Context, workers []caller, warmupEach int, timeout time.
 // measure releases the workers together; they take the total measured
 // calls from one shared counter, each call bounded by timeout. With one
 // worker this is the sequential workload. Failed calls are counted, and
-// errLimit of them (or ctx ending) stops the workload early.
+// errLimit of them (or ctx ending) stops the workload early. Calls the
+// policy stage refused past its deadline (errPolicyDeadline) are counted
+// as timeouts instead; they stop the workload only when errLimit of them
+// outnumber the calls that went through.
 func measure(ctx context.Context, workers []caller, total int, timeout time.Duration) Summary {
 	var (
-		wg        sync.WaitGroup
-		next      atomic.Int64
-		errs      atomic.Int64
-		aborted   atomic.Bool
-		firstErr  error
-		firstOnce sync.Once
+		wg          sync.WaitGroup
+		next        atomic.Int64
+		errs        atomic.Int64
+		timeouts    atomic.Int64
+		ok          atomic.Int64
+		aborted     atomic.Bool
+		firstErr    error
+		firstOnce   sync.Once
+		firstTO     error
+		firstTOOnce sync.Once
 	)
 	lat := make([][]time.Duration, len(workers))
 	start := make(chan struct{})
@@ -97,13 +105,21 @@ func measure(ctx context.Context, workers []caller, total int, timeout time.Dura
 					return
 				}
 				d, err := timed(ctx, w, timeout)
-				if err != nil {
+				switch {
+				case errors.Is(err, errPolicyDeadline):
+					firstTOOnce.Do(func() { firstTO = err })
+					if n := timeouts.Add(1); n >= errLimit && n > ok.Load() {
+						aborted.Store(true)
+					}
+					continue
+				case err != nil:
 					firstOnce.Do(func() { firstErr = err })
 					if errs.Add(1) >= errLimit {
 						aborted.Store(true)
 					}
 					continue
 				}
+				ok.Add(1)
 				lat[i] = append(lat[i], d)
 			}
 		}()
@@ -118,9 +134,13 @@ func measure(ctx context.Context, workers []caller, total int, timeout time.Dura
 		all = append(all, l...)
 	}
 	s := summarize(all, int(errs.Load()), wall)
+	s.Timeouts = int(timeouts.Load())
 	s.Aborted = aborted.Load()
 	if firstErr != nil {
 		s.FirstError = firstErr.Error()
+	}
+	if firstTO != nil {
+		s.FirstTimeout = firstTO.Error()
 	}
 	return s
 }
