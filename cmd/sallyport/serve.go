@@ -223,7 +223,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	queue := newApprovals(cfg, db, auditor, log)
 	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, auditor, scanner, pol, queue), Version: version})
 	front := frontend.NewHTTP(frontend.HTTPOptions{Gateway: g, Config: cfg, Tokens: tokens, Logger: log,
-		API: apiHandler(cfg, db, queue, log), Reporters: reporters(scanner, pol, queue)})
+		Users: users, API: apiHandler(cfg, db, queue, log), Reporters: reporters(scanner, pol, queue)})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -248,7 +248,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "sallyport: DLP: %d detectors, %d rules (sallyport dlp detectors|scan)\n", st.(dlp.Status).Detectors, len(cfg.DLP.Rules))
 	}
 	if *cfgPath == "" {
-		demoReviewer(users, db.Path(), ln.Addr().String(), stderr, log)
+		demoReviewer(ctx, db.Users(), users, db.Path(), ln.Addr().String(), stderr, log)
 	} else {
 		fmt.Fprintf(stderr, "sallyport: approvals: GET /api/approvals (reviewers in group %q by default); sallyport approvals list -c %s\n", cfg.Approvals.Reviewers, displayPath(cfg.Path))
 	}
@@ -290,9 +290,15 @@ const demoReviewerName = "reviewer"
 
 // demoReviewer makes sure the demo has a reviewer account and says how to
 // approve a held call: its password is printed once, when it is created.
-func demoReviewer(users *auth.Users, dbPath, addr string, stderr io.Writer, log *slog.Logger) {
+func demoReviewer(ctx context.Context, store gateway.UserStore, users *auth.Users, dbPath, addr string, stderr io.Writer, log *slog.Logger) {
 	password := auth.GeneratePassword()
-	_, err := users.Add(demoReviewerName, []string{config.DefaultApprovalReviewers}, password)
+	_, err := store.User(ctx, demoReviewerName)
+	switch {
+	case err == nil:
+		err = gateway.ErrUserExists // no password hashed for nothing
+	case errors.Is(err, gateway.ErrUserNotFound):
+		_, err = users.Add(demoReviewerName, []string{config.DefaultApprovalReviewers}, password)
+	}
 	switch {
 	case err == nil:
 		fmt.Fprintf(stderr, "sallyport: demo reviewer account %q, password %s (shown only this once; stored hashed in %s)\n", demoReviewerName, password, dbPath)
