@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,9 +27,11 @@ import (
 // their own errors and never reach the backend (the demo's store and
 // outbox, and the test backend's notes file, say so); progress keeps a
 // waiting client alive; retry mode survives a client's timeout and a
-// restart; a quorum needs distinct reviewers; a requester cannot approve
-// their own call; a changed tool definition voids an item; the live feed
-// reaches reviewers only; and the audit log verifies and tells each
+// restart, and never replays a used grant; a quorum needs distinct
+// reviewers; a requester cannot approve their own call; a principal's
+// pending items are capped; a changed tool definition voids an item; a
+// crash during an approved delivery leaves the item ambiguous; the live
+// feed reaches reviewers only; and the audit log verifies and tells each
 // item's story.
 
 // approvalsConfig is the approvals section; empty fields keep their
@@ -45,10 +48,11 @@ type approvalsConfig struct {
 // JSON-RPC codes of the approval outcomes (gateway/errors.go), and the
 // TypeScript SDK's own request timeout.
 const (
-	codeApprovalDenied    = -32010
-	codeApprovalExpired   = -32011
-	codeApprovalCancelled = -32012
-	codeSDKTimeout        = -32001 // ErrorCode.RequestTimeout
+	codeApprovalDenied      = -32010
+	codeApprovalExpired     = -32011
+	codeApprovalCancelled   = -32012
+	codeApprovalUnavailable = -32013
+	codeSDKTimeout          = -32001 // ErrorCode.RequestTimeout
 )
 
 // approvalItem is an item as GET /api/approvals/{id} returns it.
@@ -568,7 +572,7 @@ func TestApprovalsHoldMode(t *testing.T) {
 	tb := testBackendStdio("tb", buildTestBackend(t), "shared", "-mutable", notesFile)
 	tb.DestructiveTools = []string{"mutable"}
 	cfg := baseConfig(demo, tb)
-	cfg.Approvals = &approvalsConfig{ProgressInterval: "1s"}
+	cfg.Approvals = &approvalsConfig{ProgressInterval: "1s", MaxPendingPerPrincipal: 1}
 	g := newGateway(t, cfg)
 	alice, carol := g.token("alice", "dev"), g.token("carol", "dev")
 	rita, ray := g.token("rita", "reviewers", "dev"), g.token("ray", "reviewers")
@@ -778,6 +782,21 @@ func TestApprovalsHoldMode(t *testing.T) {
 		} else {
 			conn.Close()
 		}
+	})
+
+	t.Run("past max_pending_per_principal a call that needs approval gets -32013, and the backend never runs", func(t *testing.T) {
+		run := startTS(t, tsHTTP(g, alice, callArgs(t, "demo__delete_records", deleteArgs("cus_1008"))...)...)
+		it := waitNewApproval(t, g, rita, "delete_records", "cus_1008")
+		wantCallError(t, "alice's second held call", tsCall(t, g, alice, "demo__delete_records", deleteArgs("cus_1009")),
+			codeApprovalUnavailable, "alice already has 1 calls waiting for approval")
+		if items := listApprovals(t, g, rita, "state=pending&tool=delete_records"); len(items) != 1 || items[0].ID != it.ID {
+			t.Errorf("pending items after the refusal: %v; want only %s", items, it.ID)
+		}
+		if !demoCustomerExists(t, g, carol, "cus_1009") {
+			t.Errorf("cus_1009 is gone after its deletion was refused")
+		}
+		mustDecide(t, g, ray, it.ID, false, "")
+		wantCallError(t, "alice's first held call", run.wait(t)[0], codeApprovalDenied)
 	})
 
 	t.Run("reviewers and the requester see an item; other principals do not", func(t *testing.T) {
@@ -1000,4 +1019,106 @@ func TestApprovalsQuorumExpiryRetry(t *testing.T) {
 		verifyOK(t, "-c", g.cfgPath)
 		checkDeliveredTrail(t, approvalRows(t, g, it.ID), "alice", 2, "ray")
 	})
+}
+
+// ---------------------------------------------------------------------------
+// A crash during an approved delivery
+
+// crashPolicy holds the demo's slow generate_report in retry mode, with a
+// short expiry.
+const crashPolicy = `package sallyport
+
+decision := {"allow": true, "rules": ["e2e/report-needs-approval"], "require_approval": {
+	"reason": "reports are held", "mode": "retry", "timeout": "5s",
+}} if {
+	input.kind == "request"
+	input.method == "tools/call"
+	input.tool.backend_name == "generate_report"
+} else := {"allow": true, "rules": ["e2e/allow"]}
+`
+
+// TestApprovalCrashDuringDelivery kills the gateway while it delivers an
+// approved call. Nobody knows whether that call took effect: once the
+// gateway is back the item must say so (ambiguous: delivered, and no
+// answer came), never stay approved, and an identical retry must not be
+// delivered under it again; its new item names the ambiguous one, so that
+// the reviewer knows the effect may have happened already.
+func TestApprovalCrashDuringDelivery(t *testing.T) {
+	t.Parallel()
+	needNode(t)
+	policyDir := filepath.Join(t.TempDir(), "policy")
+	writePolicy(t, policyDir, "crash.rego", crashPolicy)
+	cfg := baseConfig(demoStdio("demo", t.TempDir(), "shared"))
+	cfg.Policy = &policyConfig{Paths: []string{policyDir}, Timeout: e2ePolicyTimeout}
+	cfg.Approvals = &approvalsConfig{ProgressInterval: "1s"}
+	g := newGateway(t, cfg)
+	alice, rita := g.token("alice", "dev"), g.token("rita", "reviewers")
+	g.serve()
+
+	report := map[string]any{"seconds": 30, "steps": 30}
+	startTS(t, tsHTTP(g, alice, callArgs(t, "demo__generate_report", report)...)...)
+	it := waitNewApproval(t, g, rita, "generate_report", `"seconds":30`)
+	mustDecide(t, g, rita, it.ID, true, "")
+	// Delivered: the grant is claimed and the call's own row is written
+	// (no audit row, no forward).
+	if !waitFor(callWait, func() bool {
+		for _, r := range approvalRows(t, g, it.ID) {
+			if r.Kind == "request" && r.Outcome == "" {
+				return getApproval(t, g, rita, it.ID).Claimed != nil
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("the approved report was not delivered: %v", getApproval(t, g, rita, it.ID))
+	}
+
+	if err := syscall.Kill(g.pid(), syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 the gateway: %v", err)
+	}
+	select {
+	case <-g.proc.done:
+	case <-time.After(stopWait):
+		t.Fatalf("the gateway (pid %d) is still running %v after SIGKILL", g.pid(), stopWait)
+	}
+	if !waitFor(leftoverWait, func() bool { return len(markedLive(g.marker)) == 0 }) {
+		killAll(markedLive(g.marker))
+		waitFor(leftoverWait, func() bool { return len(markedLive(g.marker)) == 0 })
+	}
+	g.serve()
+
+	// The item's expiry (5 s) is long past by now; a fix may settle it at
+	// start-up or at expiry, so allow for both.
+	var got approvalItem
+	if !waitFor(20*time.Second, func() bool { got = getApproval(t, g, rita, it.ID); return got.State == "ambiguous" }) {
+		t.Errorf("after the crash the item is %s (claimed %v, outcome %q); want ambiguous: a claimed grant must end executed, failed or ambiguous",
+			got.State, got.Claimed != nil, got.Outcome)
+	}
+
+	// The identical retry is held anew, never delivered under the used grant.
+	giveUp := []string{"--timeout", "2", "--no-reset-timeout-on-progress"}
+	retry := startTS(t, tsHTTP(g, alice, append(giveUp, callArgs(t, "demo__generate_report", report)...)...)...)
+	again := waitNewApproval(t, g, rita, "generate_report", `"seconds":30`)
+	if again.ID == it.ID {
+		t.Fatalf("the retry waits on the used item %s", it.ID)
+	}
+	wantCallError(t, "the retry after the crash", retry.wait(t)[0], codeSDKTimeout)
+	delivered := 0
+	for _, r := range approvalRows(t, g, it.ID) {
+		if r.Kind == "request" && r.Outcome == "" {
+			delivered++
+		}
+	}
+	if delivered != 1 {
+		t.Errorf("the crashed item has %d delivered calls, want 1", delivered)
+	}
+	var related struct {
+		Related []string `json:"related"`
+	}
+	_, data := apiDo(t, g, rita, http.MethodGet, "/api/approvals/"+again.ID, "")
+	if json.Unmarshal(data, &related) != nil || !slices.Contains(related.Related, it.ID) {
+		t.Errorf("the retry's item names related items %v; want the ambiguous %s, whose effect may have happened", related.Related, it.ID)
+	}
+	mustDecide(t, g, rita, again.ID, false, "")
+	g.proc.stop(t)
+	verifyOK(t, "-c", g.cfgPath)
 }
