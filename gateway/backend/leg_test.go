@@ -253,6 +253,11 @@ func TestLegCrashGivesAnErrorAndRestarts(t *testing.T) {
 
 func TestLegCancellationReachesTheBackend(t *testing.T) {
 	l := newTestLeg(t, fixtureSpec(t, "plain"))
+	// Started first: under load a start can take longer than the wait
+	// below, and a cancelled start is another error.
+	if err := l.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	go func() { time.Sleep(200 * time.Millisecond); cancel(fmt.Errorf("client went away")) }()
 	_, err := l.Call(ctx, "tools/call", json.RawMessage(`{"name":"slow"}`), nil)
