@@ -370,6 +370,8 @@ func (s *Service) Decide(ctx context.Context, id string, reviewer gateway.Princi
 			s.eventRow(ctx, prev, reviewer.ID, "sallyport/approval.refused", de.Msg, rec.Seq)
 			return nil, err
 		}
+		// The vote's row is written; the log must say it did not take.
+		s.eventRow(context.WithoutCancel(ctx), prev, reviewer.ID, "sallyport/approval.refused", "the approval store failed: the decision was not recorded", rec.Seq)
 		return nil, fmt.Errorf("decide approval: %w", err)
 	}
 	if moved != nil {
