@@ -15,10 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sallyport/sallyport/gateway"
@@ -48,6 +51,11 @@ type Options struct {
 	AllowSelfApproval bool
 	// ProgressInterval is how often a waiting client gets progress.
 	ProgressInterval time.Duration
+	// DeliveryLease bounds how long a claimed delivery may go without an
+	// outcome before another process calls it ambiguous (its process may
+	// be alive on another host); default 10m. Give it at least the
+	// longest backend start plus request timeout.
+	DeliveryLease time.Duration
 	// PollInterval is how often the store is read for changes made by
 	// other processes (the CLI); default 250ms.
 	PollInterval time.Duration
@@ -84,6 +92,11 @@ type Service struct {
 	hooks []func(*gateway.ApprovalItem)
 
 	storeErr atomic.Pointer[string]
+	// instance names this process in the claims it makes.
+	instance string
+	lease    time.Duration
+	// delivering are the items this process claimed and is delivering.
+	delivering sync.Map
 	// stopping is set when Run's context ends: the gateway is shutting
 	// down, and the requests it drops did not give up on their calls.
 	stopping atomic.Bool
@@ -130,6 +143,11 @@ func New(opts Options) *Service {
 	if s.poll <= 0 {
 		s.poll = 250 * time.Millisecond
 	}
+	s.lease = opts.DeliveryLease
+	if s.lease <= 0 {
+		s.lease = 10 * time.Minute
+	}
+	s.instance = instanceName()
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -164,6 +182,7 @@ func (s *Service) Run(ctx context.Context) {
 		s.mu.Unlock()
 	}
 	s.refreshCounts(ctx)
+	s.orphans(ctx) // claims of a process that died before this one started
 	poll := time.NewTicker(s.poll)
 	defer poll.Stop()
 	expire := time.NewTicker(time.Second)
@@ -177,6 +196,7 @@ func (s *Service) Run(ctx context.Context) {
 			s.pollChanges(ctx)
 		case <-expire.C:
 			s.expireDue(ctx)
+			s.orphans(ctx)
 			s.refreshCounts(ctx)
 		}
 	}
@@ -520,6 +540,71 @@ func (s *Service) expireDue(ctx context.Context) {
 			s.log.Warn("approval expiry failed", slog.String("approval", it.ID), slog.String("err", err.Error()))
 		}
 	}
+}
+
+// orphans moves to ambiguous the claimed grants whose delivering process
+// died before it recorded an outcome (it ran on this host and is gone), or
+// that have gone without an outcome for longer than the delivery lease.
+// The call may have reached the backend: nobody knows.
+func (s *Service) orphans(ctx context.Context) {
+	items, err := s.store.Approvals(ctx, gateway.ApprovalFilter{States: []gateway.ApprovalState{gateway.ApprovalApproved}, Limit: 1000})
+	if err != nil {
+		s.setStoreErr(err)
+		return
+	}
+	now := s.now()
+	for _, it := range items {
+		if it.Claimed == nil {
+			continue
+		}
+		if _, mine := s.delivering.Load(it.ID); mine {
+			continue
+		}
+		var why string
+		switch {
+		case it.ClaimedBy != s.instance && processGone(it.ClaimedBy):
+			why = "the gateway process delivering it (" + it.ClaimedBy + ") stopped before an answer was recorded"
+		case now.Sub(*it.Claimed) > s.lease:
+			why = "no outcome was recorded within " + shortDuration(s.lease) + " of the delivery"
+		default:
+			continue
+		}
+		claimed := *it.Claimed
+		if _, _, err := s.transition(ctx, it.ID, []gateway.ApprovalState{gateway.ApprovalApproved}, gateway.ApprovalAmbiguous, System, why,
+			"delivered, and no answer came: "+why, func(it *gateway.ApprovalItem) bool { return it.Claimed != nil && it.Claimed.Equal(claimed) }); err != nil {
+			s.log.Warn("an orphaned approval could not be marked ambiguous", slog.String("approval", it.ID), slog.String("err", err.Error()))
+		}
+	}
+}
+
+// instanceName names this process: host, pid and a random nonce.
+func instanceName() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
+}
+
+// processGone reports whether the process an instance name names ran on
+// this host and no longer exists. Another host's process is never known
+// to be gone (the lease covers it).
+func processGone(instance string) bool {
+	host, rest, ok := strings.Cut(instance, "/")
+	if !ok {
+		return false
+	}
+	if h, _ := os.Hostname(); h != host {
+		return false
+	}
+	pidText, _, _ := strings.Cut(rest, "/")
+	pid, err := strconv.Atoi(pidText)
+	if err != nil || pid <= 0 {
+		return false
+	}
+	if pid == os.Getpid() {
+		return true // this process, and not its own instance: an earlier process with the same pid
+	}
+	return syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
 func (s *Service) refreshCounts(ctx context.Context) {

@@ -336,7 +336,7 @@ func (s *Service) deliver(ctx context.Context, x *gateway.Exchange, it *gateway.
 		if it.State != gateway.ApprovalApproved || it.Claimed != nil {
 			return errRegrant
 		}
-		it.Claimed, it.Updated = &now, now
+		it.Claimed, it.ClaimedBy, it.Updated = &now, s.instance, now
 		return nil
 	})
 	if errors.Is(err, errRegrant) {
@@ -345,6 +345,8 @@ func (s *Service) deliver(ctx context.Context, x *gateway.Exchange, it *gateway.
 	if err != nil {
 		return s.unavailable(err)
 	}
+	s.delivering.Store(it.ID, true)
+	defer s.delivering.Delete(it.ID)
 	s.changed(claimed)
 	x.Grant.Approved = true
 	err = next.Handle(ctx, x)

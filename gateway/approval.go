@@ -150,6 +150,10 @@ type ApprovalItem struct {
 	// Claimed is when a delivery took the grant (approved items only):
 	// the one delivery the grant authorizes.
 	Claimed *time.Time `json:"claimed,omitempty"`
+	// ClaimedBy names the gateway process delivering the claimed grant,
+	// "host/pid/instance": an item whose process died before it recorded
+	// the outcome becomes ambiguous.
+	ClaimedBy string `json:"claimed_by,omitempty"`
 	// Related are earlier items for the same call (same principal,
 	// backend, target and arguments) that ended ambiguous: a reviewer
 	// must know the effect may have happened already.

@@ -77,12 +77,24 @@ func newApprovals(cfg *config.Config, db *sqlite.DB, a *audit.Auditor, log *slog
 		MaxPending:        c.MaxPendingPerPrincipal,
 		AllowSelfApproval: c.AllowSelfApproval,
 		ProgressInterval:  c.ProgressInterval.D(),
+		DeliveryLease:     deliveryLease(cfg),
 		Logger:            log,
 	})
 	if len(c.Webhooks) > 0 {
 		approvals.StartWebhooks(q, c.Webhooks, publicURL(cfg), log)
 	}
 	return q
+}
+
+// deliveryLease is how long an approved call's delivery may take before
+// another process may call it ambiguous: the longest backend start plus
+// request, and a minute.
+func deliveryLease(cfg *config.Config) time.Duration {
+	lease := 2 * time.Minute
+	for _, b := range cfg.Backends {
+		lease = max(lease, b.Timeouts.Startup.D()+b.Timeouts.Request.D()+time.Minute)
+	}
+	return lease
 }
 
 // publicURL is where reviewers reach the gateway.
