@@ -226,6 +226,8 @@ func TestAPIDecide(t *testing.T) {
 	waitFor(t, "the item's expiry to pass", func() bool { return time.Now().After(late.Expires) })
 
 	big := []byte(`{"comment":"` + strings.Repeat("x", 16<<10) + `"}`)
+	// Its first 16 KiB decode on their own: only the size refuses it.
+	padded := []byte(`{"comment":"ok"}` + strings.Repeat(" ", 16<<10))
 	cases := []struct {
 		name, verb, id, who, contentType string
 		body                             []byte
@@ -233,6 +235,7 @@ func TestAPIDecide(t *testing.T) {
 	}{
 		{"an unknown field is refused", "approve", it.ID, "rita", "application/json", []byte(`{"comment":"ok","force":true}`), 400},
 		{"a body over 16 KiB is refused", "approve", it.ID, "rita", "application/json", big, 400},
+		{"a valid object padded past 16 KiB is refused", "approve", it.ID, "rita", "application/json", padded, 400},
 		{"a body that is not JSON is refused", "deny", it.ID, "rita", "application/json", []byte(`comment=no`), 400},
 		{"a body that is not an object is refused", "deny", it.ID, "rita", "application/json", []byte(`["no"]`), 400},
 		{"a form post is refused", "approve", it.ID, "rita", "application/x-www-form-urlencoded", []byte(`comment=ok`), 415},

@@ -179,6 +179,17 @@ func (s *Service) Run(ctx context.Context) {
 	if _, rev, err := s.store.ApprovalsSince(ctx, 1<<62); err == nil {
 		s.mu.Lock()
 		s.lastRev = rev
+		// Requests held before Run started (the server accepts calls
+		// first) would never hear of a change another process made
+		// before rev: they read their items again.
+		for _, chs := range s.waiters {
+			for ch := range chs {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
 		s.mu.Unlock()
 	}
 	s.refreshCounts(ctx)

@@ -554,6 +554,47 @@ func TestRetryTwoWaitersDeliverOnce(t *testing.T) {
 	}
 }
 
+func TestGrantIsClaimedOnce(t *testing.T) {
+	t.Parallel()
+	// Two gateway processes share the file and both hold the identical
+	// retry-mode call. The other one claims the grant between this one's
+	// read of the approved item and its claim: this one must not deliver.
+	path := t.TempDir() + "/sallyport.db"
+	var fs *failingStore
+	e := newEnv(t, envOptions{path: path, opts: Options{Mode: gateway.ApprovalModeRetry}, wrapStore: func(s gateway.ApprovalStore) gateway.ApprovalStore {
+		fs = &failingStore{ApprovalStore: s}
+		return fs
+	}})
+	other := newEnv(t, envOptions{path: path, noRun: true})
+	c := deleteCall()
+	f := e.start(c)
+	it := e.waitHeld(f, c)
+	fs.mu.Lock()
+	fs.beforeUpdate = func(id string) {
+		// The first write after the approval is this process's claim.
+		now := time.Now()
+		if _, err := other.db.Approvals().UpdateApproval(context.Background(), id, func(it *gateway.ApprovalItem) error {
+			it.Claimed = &now
+			return nil
+		}); err != nil {
+			t.Errorf("the other process's claim: %v", err)
+		}
+	}
+	fs.mu.Unlock()
+	other.decide(it.ID, rita, true, "")
+	// The call needs a new approval now; the grant went to the other.
+	fresh := e.waitItem(c, gateway.ApprovalPending)
+	if fresh.ID == it.ID {
+		t.Fatal("no new item")
+	}
+	if f.ended() {
+		t.Fatalf("the call ended: %v", f.err)
+	}
+	if n := e.backend.delivered.Load(); n != 0 {
+		t.Errorf("a grant claimed by another delivery was delivered here too: %d deliveries", n)
+	}
+}
+
 func TestDeliveryOutcomes(t *testing.T) {
 	t.Parallel()
 	backendError := jsonrpc.NewError(json.RawMessage(`1`), -32602, "repository acme/site is protected", nil)
@@ -1082,6 +1123,27 @@ func TestCrossProcessDecision(t *testing.T) {
 
 	// Both processes wrote to one chain.
 	serve.verifyChain()
+}
+
+func TestDecisionBeforeRunStarts(t *testing.T) {
+	t.Parallel()
+	// serve accepts calls before it starts the queue's Run: a call held
+	// then, and decided by the CLI before Run first reads the store, must
+	// still hear of it (and not only at its next progress tick).
+	path := t.TempDir() + "/sallyport.db"
+	serve := newEnv(t, envOptions{path: path, noRun: true, opts: Options{ProgressInterval: time.Hour}})
+	cli := newEnv(t, envOptions{path: path, noRun: true})
+	c := deleteCall()
+	f := serve.start(c)
+	it := serve.waitHeld(f, c)
+	cli.decide(it.ID, rita, true, "")
+	serve.run()
+	if err := f.wait(t); err != nil {
+		t.Fatalf("the call failed: %v", err)
+	}
+	if n := serve.backend.delivered.Load(); n != 1 {
+		t.Errorf("delivered %d times", n)
+	}
 }
 
 func TestAuditTrail(t *testing.T) {
