@@ -2,14 +2,19 @@ package approvals
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sallyport/sallyport/gateway"
+	"github.com/sallyport/sallyport/gateway/jsonrpc"
 )
 
 // pendingItem leaves a pending item for c with no call waiting on it: the
@@ -349,4 +354,119 @@ func TestShortDuration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// approvedItem leaves an approved, unclaimed retry-mode item for c.
+func (e *env) approvedItem(c call) *gateway.ApprovalItem {
+	e.t.Helper()
+	it := e.pendingItem(c)
+	return e.decide(it.ID, rita, true, "")
+}
+
+// claimAs claims item id as the process instance names would have, at t.
+func (e *env) claimAs(id, instance string, at time.Time) {
+	e.t.Helper()
+	if _, err := e.db.Approvals().UpdateApproval(context.Background(), id, func(it *gateway.ApprovalItem) error {
+		it.Claimed, it.ClaimedBy = &at, instance
+		return nil
+	}); err != nil {
+		e.t.Fatalf("claim %s: %v", id, err)
+	}
+}
+
+func TestOrphanedClaims(t *testing.T) {
+	t.Parallel()
+	host, err := os.Hostname()
+	if err != nil {
+		t.Skipf("no host name: %v", err)
+	}
+	// A process that has exited: its pid names no process (for now).
+	exited := exec.Command("true")
+	if err := exited.Run(); err != nil {
+		t.Skipf("cannot run true: %v", err)
+	}
+	deadPID := exited.Process.Pid
+	now := time.Now()
+	cases := []struct {
+		name      string
+		instance  string
+		claimed   time.Time
+		ambiguous bool
+		why       string
+	}{
+		{"a claim of an exited process on this host becomes ambiguous",
+			fmt.Sprintf("%s/%d/aaaa", host, deadPID), now, true, "stopped before an answer was recorded"},
+		{"a claim of an earlier process with this pid becomes ambiguous",
+			fmt.Sprintf("%s/%d/bbbb", host, os.Getpid()), now, true, "stopped before an answer was recorded"},
+		{"a claim of a live process on this host within the lease stays",
+			fmt.Sprintf("%s/%d/cccc", host, os.Getppid()), now, false, ""},
+		{"a claim of another host's process within the lease stays",
+			"elsewhere.example/1/dddd", now, false, ""},
+		{"a claim past the lease becomes ambiguous whoever made it",
+			"elsewhere.example/1/eeee", now.Add(-time.Hour), true, "no outcome was recorded within 10m"},
+		{"a claim that names no process is left to the lease",
+			"", now, false, ""},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{noRun: true})
+			c := deleteCall().with(func(c *call) { c.args = fmt.Sprintf(`{"repo":"acme/o%d"}`, i) })
+			it := e.approvedItem(c)
+			e.claimAs(it.ID, tc.instance, tc.claimed)
+			e.svc.orphans(context.Background())
+			got := e.item(it.ID)
+			if !tc.ambiguous {
+				if got.State != gateway.ApprovalApproved {
+					t.Errorf("the claim was moved to %s", got.State)
+				}
+				return
+			}
+			if got.State != gateway.ApprovalAmbiguous {
+				t.Fatalf("the item is %s, want ambiguous", got.State)
+			}
+			contains(t, "the outcome", got.Outcome, "delivered, and no answer came", tc.why)
+			// Never delivered again: the retry needs a new approval, which
+			// names the ambiguous item.
+			f := e.start(c.with(func(c *call) { c.approval.Mode = gateway.ApprovalModeRetry }))
+			fresh := e.waitHeld(f, c)
+			if fresh.ID == it.ID || !slices.Contains(fresh.Related, it.ID) {
+				t.Errorf("the retry's item %s has related %v; want a new item naming %s", fresh.ID, fresh.Related, it.ID)
+			}
+			if n := e.backend.delivered.Load(); n != 0 {
+				t.Errorf("delivered %d times", n)
+			}
+		})
+	}
+
+	t.Run("a delivery in progress in this process is never called ambiguous", func(t *testing.T) {
+		t.Parallel()
+		// Every claim is past this lease at once.
+		e := newEnv(t, envOptions{noRun: true, opts: Options{DeliveryLease: time.Nanosecond}})
+		inBackend, release := make(chan struct{}), make(chan struct{})
+		e.backend.setAnswer(func(_ context.Context, x *gateway.Exchange) error {
+			close(inBackend)
+			<-release
+			x.Answer = jsonrpc.NewResult(x.Message.ID, json.RawMessage(`{}`))
+			return nil
+		})
+		c := deleteCall()
+		f := e.start(c)
+		it := e.waitHeld(f, c)
+		e.decide(it.ID, rita, true, "")
+		select {
+		case <-inBackend:
+		case <-time.After(patience):
+			t.Fatal("the call never reached the backend")
+		}
+		e.svc.orphans(context.Background())
+		if got := e.item(it.ID); got.State != gateway.ApprovalApproved {
+			t.Errorf("while it was being delivered the item became %s", got.State)
+		}
+		close(release)
+		if err := f.wait(t); err != nil {
+			t.Fatal(err)
+		}
+		e.waitState(it.ID, gateway.ApprovalExecuted)
+	})
 }
