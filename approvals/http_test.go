@@ -599,3 +599,27 @@ func TestLiveFeedClosedOnStop(t *testing.T) {
 		t.Errorf("a feed after Stop: %v; want it refused", err)
 	}
 }
+
+func TestAPIStoreDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noRun: true})
+	srv := e.serve(HandlerOptions{})
+	it := e.pendingItem(deleteCall())
+	e.db.Close()
+	cases := []struct{ name, method, path string }{
+		{"a list", "GET", "/api/approvals"},
+		{"a get", "GET", "/api/approvals/" + it.ID},
+		{"an approval", "POST", "/api/approvals/" + it.ID + "/approve"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name+" answers 503 when the store fails", func(t *testing.T) {
+			status, body := do(t, tc.method, srv.URL+tc.path, "rita", "", nil)
+			if status != http.StatusServiceUnavailable {
+				t.Errorf("status %d %s, want 503", status, body)
+			}
+			if strings.Contains(string(body), "database") || strings.Contains(string(body), e.path) {
+				t.Errorf("the error names the store's internals: %s", body)
+			}
+		})
+	}
+}

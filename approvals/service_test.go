@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sallyport/sallyport/gateway"
 	"github.com/sallyport/sallyport/gateway/jsonrpc"
@@ -469,4 +470,33 @@ func TestOrphanedClaims(t *testing.T) {
 		}
 		e.waitState(it.ID, gateway.ApprovalExecuted)
 	})
+}
+
+func TestDecisionComments(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noRun: true})
+	cases := []struct {
+		name    string
+		comment string
+		stored  string
+	}{
+		{"a comment of 2000 bytes is kept whole on the vote", strings.Repeat("é", 1000), strings.Repeat("é", 1000)},
+		{"a comment that is not UTF-8 is stored repaired", "ok\xff\xfe then", "ok\uFFFD then"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			it := e.pendingItem(deleteCall().with(func(c *call) { c.args = fmt.Sprintf(`{"repo":"acme/c%d"}`, i) }))
+			got := e.decide(it.ID, rita, false, tc.comment)
+			if len(got.Votes) != 1 || got.Votes[0].Comment != tc.stored {
+				t.Fatalf("votes %+v", got.Votes)
+			}
+			for _, r := range e.rows(it.ID) {
+				for _, reason := range r.Reasons {
+					if len(reason) > 512+len("…") || !utf8.ValidString(reason) {
+						t.Errorf("row %d carries a reason of %d bytes (valid UTF-8: %v)", r.Seq, len(reason), utf8.ValidString(reason))
+					}
+				}
+			}
+		})
+	}
 }
