@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 )
 
 // The helpers in this file work on raw JSON values that have already been
@@ -440,4 +441,58 @@ func IDKey(id json.RawMessage) string {
 		return "n:0"
 	}
 	return "n:" + string(id)
+}
+
+// FoldedKeys looks through v, any JSON value, for an object with two
+// member names that differ only in case ("arguments" and "Arguments"),
+// and returns the first such pair. The strict codec keeps both, but many
+// backends (Go's encoding/json among them) match names without regard to
+// case, so such a message could mean one thing to the gateway's stages and
+// another to the backend. It takes time linear in the size of v.
+func FoldedKeys(v json.RawMessage) (a, b string, found bool) {
+	i := skipWS(v, 0)
+	if i >= len(v) {
+		return "", "", false
+	}
+	switch v[i] {
+	case '{':
+		var seen map[string]string // folded name → name
+		EachMember(v, func(key string, val json.RawMessage) bool {
+			if seen == nil {
+				seen = make(map[string]string, 8)
+			}
+			f := foldName(key)
+			if prev, dup := seen[f]; dup {
+				a, b, found = prev, key, true
+				return false
+			}
+			seen[f] = key
+			a, b, found = FoldedKeys(val)
+			return !found
+		})
+	case '[':
+		EachElement(v, func(_ int, val json.RawMessage) bool {
+			a, b, found = FoldedKeys(val)
+			return !found
+		})
+	}
+	return a, b, found
+}
+
+// foldName maps names that match without regard to case (as Unicode
+// simple folding, and Go's encoding/json, match them) to one string.
+func foldName(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x80 {
+			ascii = false
+			break
+		} else if 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	if ascii {
+		return s
+	}
+	return strings.ToLower(strings.ToUpper(s)) // the Kelvin sign and long s fold too
 }

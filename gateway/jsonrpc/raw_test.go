@@ -365,3 +365,27 @@ func TestHostileInputsAreLinear(t *testing.T) {
 		})
 	}
 }
+
+func TestFoldedKeys(t *testing.T) {
+	tests := []struct {
+		name, in string
+		a, b     string
+		found    bool
+	}{
+		{name: "no object", in: `[1,"a",null]`},
+		{name: "distinct names", in: `{"name":"x","arguments":{"a":1,"b":[{"c":2}]}}`},
+		{name: "a top-level pair", in: `{"arguments":{},"Arguments":{}}`, a: "arguments", b: "Arguments", found: true},
+		{name: "a pair deep in an array", in: `{"arguments":{"ids":[{"id":1,"ID":2}]}}`, a: "id", b: "ID", found: true},
+		{name: "an escaped name", in: `{"name":1,"N\u0061me":2}`, a: "name", b: "Name", found: true},
+		{name: "the Kelvin sign", in: `{"kind":1,"\u212aind":2}`, a: "kind", b: "\u212aind", found: true},
+		{name: "names that only look alike", in: `{"ab":1,"a_b":2,"a-b":3}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b, found := FoldedKeys(json.RawMessage(tt.in))
+			if a != tt.a || b != tt.b || found != tt.found {
+				t.Errorf("FoldedKeys(%s) = %q, %q, %v; want %q, %q, %v", tt.in, a, b, found, tt.a, tt.b, tt.found)
+			}
+		})
+	}
+}

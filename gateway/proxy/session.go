@@ -374,6 +374,11 @@ func (s *Session) route(ctx context.Context, x *gateway.Exchange) routeFunc {
 	case state != stateInitialized:
 		return fail(gateway.Errorf(gateway.CodeInvalidRequest, "session is not initialized: send initialize first"))
 	}
+	if a, b, found := jsonrpc.FoldedKeys(msg.Params); found {
+		// The stages judge one member; a backend that matches names
+		// without regard to case could act on the other.
+		return fail(gateway.Errorf(gateway.CodeInvalidParams, "params holds members whose names differ only in case (%q and %q): refused", a, b))
+	}
 	switch msg.Method {
 	case "tools/list":
 		return s.aggregate("tools")
