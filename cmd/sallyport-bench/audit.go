@@ -172,14 +172,21 @@ func newPolicyRig(ctx context.Context, src policy.Source, timeout time.Duration)
 	if err != nil {
 		return nil, err
 	}
-	p, err := policy.NewStage(ctx, policy.Options{Source: src, Timeout: timeout, Backends: []config.Backend{
-		{ID: "everything", Transport: config.TransportStdio, Trusted: true, ReadOnlyTools: []string{"echo"}},
-	}})
+	p, err := newBenchPolicy(ctx, src, timeout)
 	if err != nil {
 		return nil, err
 	}
 	r.chain = gateway.Chain(gateway.LogStage{Logger: slog.New(slog.DiscardHandler)}, p)
 	return r, nil
+}
+
+// newBenchPolicy is the policy stage of the policy rigs: the policy src
+// names, the deadline timeout, and the backend configured as newPolicyRig
+// says.
+func newBenchPolicy(ctx context.Context, src policy.Source, timeout time.Duration) (*policy.Stage, error) {
+	return policy.NewStage(ctx, policy.Options{Source: src, Timeout: timeout, Backends: []config.Backend{
+		{ID: "everything", Transport: config.TransportStdio, Trusted: true, ReadOnlyTools: []string{"echo"}},
+	}})
 }
 
 // newDLPRig builds a rig whose chain is the LogStage and the DLP stage

@@ -19,6 +19,16 @@
 // with --audit-rows rows. The Sallyport paths count the audit rows their
 // measured calls wrote and verify the chain after the load.
 //
+// The approval queue is measured too (approvals.go): the approval stage's
+// cost to a call that needs no approval, in process, interleaved with the
+// same pipeline without it; and, through a sallyport serve of its own
+// with a policy that holds the backend's tool, the time from sending a
+// held call to its item on a reviewer's WebSocket, then --approval-pending
+// pending items with --approval-reviewers reviewers connected: the
+// gateway's memory, a new reviewer's snapshot, and the push latency to
+// every reviewer. --paths none with --audit-stage-calls 0 --audit-rows 0
+// runs these alone.
+//
 // Each path runs a sequential workload (one session, calls one after
 // another) and a concurrent one (many sessions at once). The machines this
 // runs on are shared and noisy, so only ratios measured within one run mean
@@ -26,13 +36,15 @@
 // information and never change the exit status. The exit status is 1 when
 // a path could not be set up, a direct or sallyport call failed, an audit
 // measurement failed (a call through the in-process pipeline, export, or
-// a verify that does not find the chain intact), or the run was
-// interrupted (failed supergateway calls are only reported), and 2 for bad
-// flags. An in-process policy evaluation that runs past the stage's
-// deadline (--policy-stage-timeout) is counted as a timeout and reported,
-// not failed, unless a hundred of them outnumber the calls that went
-// through (the workload then stops, and fails); any other policy refusal
-// fails the run.
+// a verify that does not find the chain intact), an approval measurement
+// failed (its gateway did not start, a held call's item never reached the
+// feed, a call failed, a feed was dropped, a snapshot lacked items), or
+// the run was interrupted (failed supergateway calls are only reported),
+// and 2 for bad flags. An in-process policy evaluation that runs past the
+// stage's deadline (--policy-stage-timeout) is counted as a timeout and
+// reported, not failed, unless a hundred of them outnumber the calls that
+// went through (the workload then stops, and fails); any other policy
+// refusal fails the run.
 //
 // The harness starts every server itself on 127.0.0.1 with a free port,
 // and stops every process it started by pid, on errors and interrupts too.
@@ -95,6 +107,12 @@ type options struct {
 	dbDir          string // where the databases go ("": the run's temporary folder)
 
 	policyTimeout time.Duration // the in-process policy stages' deadline for one evaluation
+
+	approvalStageCalls int // interleaved pairs of calls with and without the approval stage (0: skip)
+	approvalCalls      int // held calls timed to the live feed through sallyport serve (0: skip it and the pending load)
+	approvalPending    int // pending items of the load measurement (0: skip it)
+	approvalReviewers  int // live feeds connected during the load measurement
+	approvalPushItems  int // items pushed to every reviewer with the pending items in place
 }
 
 func main() {
@@ -134,7 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "\nresults written to %s\n", opt.out)
 	if rep.failed() {
-		fmt.Fprintln(stderr, "sallyport-bench: a path failed, or direct or sallyport calls returned errors; see above")
+		fmt.Fprintln(stderr, "sallyport-bench: a path or a measurement failed, or direct or sallyport calls returned errors; see above")
 		return 1
 	}
 	return 0
@@ -150,7 +168,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&opt.nodeModules, "node-modules", "", "node_modules with the pinned npm packages (default $"+envNodeModules+", else the output of .ci/testdeps.sh)")
 	fs.StringVar(&opt.preload, "loopback-preload", filepath.Join(root, ".ci", "loopback.cjs"), "Node preload that keeps supergateway on 127.0.0.1")
 	fs.StringVar(&opt.backend, "backend", "everything", "backend: everything (server-everything echo) or demo (sallyport demo-server lookup_customer)")
-	fs.StringVar(&paths, "paths", strings.Join(allPaths, ","), "comma-separated paths to measure")
+	fs.StringVar(&paths, "paths", strings.Join(allPaths, ","), "comma-separated paths to measure, or "+pathNone)
 	fs.StringVar(&opt.isolation, "isolation", isolationShared, "sallyport backend isolation: shared (one backend process for every session) or session (one per session)")
 	fs.IntVar(&opt.calls, "calls", 1000, "measured calls of the sequential workload")
 	fs.IntVar(&opt.warmup, "warmup", 100, "warm-up calls before each workload (split across the concurrent sessions)")
@@ -163,6 +181,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&opt.auditConcCalls, "audit-stage-conc-calls", 20000, "measured concurrent calls through the in-process pipeline, per variant, in total")
 	fs.Int64Var(&opt.auditRows, "audit-rows", 500000, "rows of the database export and verify are timed on (0: skip them)")
 	fs.DurationVar(&opt.policyTimeout, "policy-stage-timeout", defaultPolicyStageTimeout, "deadline of one evaluation in the in-process policy stages (sallyport serve's default is 100ms); calls refused past it are counted as timeouts, not errors")
+	fs.IntVar(&opt.approvalStageCalls, "approval-stage-calls", 10000, "calls through the in-process pipeline with the approval stage and as many without it, interleaved, on calls that need no approval (0: skip)")
+	fs.IntVar(&opt.approvalCalls, "approval-calls", 200, "sequential calls held for approval through sallyport serve, each timed from sending to its item on a reviewer's live feed, then denied (0: skip this and --approval-pending)")
+	fs.IntVar(&opt.approvalPending, "approval-pending", 1000, "pending items (retry mode) of the load measurement: memory, a new reviewer's snapshot, push latency (0: skip it)")
+	fs.IntVar(&opt.approvalReviewers, "approval-reviewers", 10, "reviewers' live feeds connected during the load measurement")
+	fs.IntVar(&opt.approvalPushItems, "approval-push-items", 20, "items pushed one at a time to every reviewer with the pending items in place")
 	fs.StringVar(&opt.dbDir, "db-dir", "", "folder for the audit databases (default: the run's temporary folder); its file system decides what synchronous=full costs")
 	if err := fs.Parse(args); err != nil {
 		return opt, err
@@ -173,7 +196,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	for p := range strings.SplitSeq(paths, ",") {
 		p = strings.TrimSpace(p)
 		switch p {
-		case "":
+		case "", pathNone:
 			continue
 		case pathDirect, pathSallyport, pathSallyportNormal, pathSupergateway:
 			if !slices.Contains(opt.paths, p) {
@@ -184,8 +207,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		}
 	}
 	switch {
-	case len(opt.paths) == 0:
-		return opt, errors.New("--paths: no path to measure")
+	case len(opt.paths) == 0 && paths != pathNone:
+		return opt, errors.New("--paths: no path to measure (" + pathNone + " for none)")
 	case opt.backend != "everything" && opt.backend != "demo":
 		return opt, fmt.Errorf("--backend: %q is neither everything nor demo", opt.backend)
 	case opt.isolation != isolationShared && opt.isolation != isolationSession:
@@ -204,6 +227,12 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return opt, errors.New("--audit-rows: 0, or at least 1000")
 	case opt.policyTimeout < time.Millisecond || opt.policyTimeout > 10*time.Second:
 		return opt, errors.New("--policy-stage-timeout: between 1ms and 10s, as policy.timeout")
+	case opt.approvalStageCalls < 0 || opt.approvalCalls < 0 || opt.approvalPending < 0:
+		return opt, errors.New("--approval-stage-calls, --approval-calls and --approval-pending must be at least 0")
+	case opt.approvalPending > 0 && (opt.approvalReviewers < 1 || opt.approvalReviewers > maxApprovalReviewers || opt.approvalPushItems < 1):
+		return opt, fmt.Errorf("--approval-reviewers: 1 to %d; --approval-push-items: at least 1", maxApprovalReviewers)
+	case opt.approvalPending+opt.approvalPushItems > maxApprovalPending:
+		return opt, fmt.Errorf("--approval-pending plus --approval-push-items: at most %d (the ceiling of approvals.max_pending_per_principal)", maxApprovalPending)
 	}
 	return opt, absPaths(&opt.sallyport, &opt.preload, &opt.out, &opt.dbDir)
 }
@@ -278,7 +307,7 @@ func (h *harness) logf(format string, args ...any) {
 // backend.
 func (h *harness) prepare(ctx context.Context) error {
 	needNode := h.opt.backend == "everything" || slices.Contains(h.opt.paths, pathSupergateway)
-	needSallyport := h.opt.backend == "demo" || h.opt.auditRows > 0 ||
+	needSallyport := h.opt.backend == "demo" || h.opt.auditRows > 0 || h.opt.approvalCalls > 0 ||
 		slices.ContainsFunc(h.opt.paths, func(p string) bool { return syncOf(p) != "" })
 	if needSallyport {
 		if fi, err := os.Stat(h.opt.sallyport); err != nil || fi.IsDir() {
@@ -361,6 +390,11 @@ func (h *harness) run(ctx context.Context) (*Report, error) {
 	if h.opt.auditCalls > 0 || h.opt.auditRows > 0 {
 		if err := h.measureAudit(ctx, rep); err != nil {
 			return nil, err
+		}
+	}
+	if h.opt.approvalStageCalls > 0 || h.opt.approvalCalls > 0 {
+		if rep.Approvals = h.measureApprovals(ctx); context.Cause(ctx) != nil {
+			return nil, fmt.Errorf("interrupted: %w", context.Cause(ctx))
 		}
 	}
 	rep.compute()

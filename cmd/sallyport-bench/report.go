@@ -38,6 +38,8 @@ type Report struct {
 	Ratios  Ratios                 `json:"ratios"`
 	Goals   []Goal                 `json:"goals"`
 	Audit   *AuditReport           `json:"audit,omitempty"`
+	// Approvals are the approval queue's measurements.
+	Approvals *ApprovalReport `json:"approvals,omitempty"`
 
 	order []string // the paths in the order they ran
 }
@@ -67,6 +69,11 @@ type RunConfig struct {
 	// PolicyStageTimeoutMS is the in-process policy stages' deadline for
 	// one evaluation.
 	PolicyStageTimeoutMS float64 `json:"policy_stage_timeout_ms"`
+	ApprovalStageCalls   int     `json:"approval_stage_calls"`
+	ApprovalCalls        int     `json:"approval_calls"`
+	ApprovalPending      int     `json:"approval_pending"`
+	ApprovalReviewers    int     `json:"approval_reviewers"`
+	ApprovalPushItems    int     `json:"approval_push_items"`
 	Sallyport            string  `json:"sallyport_binary,omitempty"`
 	NodeModules          string  `json:"node_modules,omitempty"`
 }
@@ -230,6 +237,11 @@ func newReport(h *harness) *Report {
 			AuditConc:            h.opt.auditConcCalls,
 			AuditRows:            h.opt.auditRows,
 			PolicyStageTimeoutMS: float64(h.opt.policyTimeout) / float64(time.Millisecond),
+			ApprovalStageCalls:   h.opt.approvalStageCalls,
+			ApprovalCalls:        h.opt.approvalCalls,
+			ApprovalPending:      h.opt.approvalPending,
+			ApprovalReviewers:    h.opt.approvalReviewers,
+			ApprovalPushItems:    h.opt.approvalPushItems,
 			Sallyport:            h.opt.sallyport,
 			NodeModules:          h.opt.nodeModules,
 		},
@@ -282,6 +294,9 @@ func (r *Report) compute() {
 	}
 	if r.Audit != nil {
 		r.computeAudit(p50, rate)
+	}
+	if r.Approvals != nil {
+		r.Approvals.compute()
 	}
 }
 
@@ -407,6 +422,9 @@ func goal(name, workload string, v *float64, unit string, met func(float64) bool
 // but are the peer's finding, not a failure of the run.
 func (r *Report) failed() bool {
 	if r.Audit != nil && r.Audit.failed() {
+		return true
+	}
+	if r.Approvals != nil && r.Approvals.failed() {
 		return true
 	}
 	for name, p := range r.Paths {
@@ -561,6 +579,9 @@ func printReport(w io.Writer, r *Report) {
 	if r.Audit != nil {
 		printAudit(w, r)
 	}
+	if r.Approvals != nil {
+		printApprovals(w, r.Approvals)
+	}
 }
 
 func printGoals(w io.Writer, goals []Goal) {
@@ -570,6 +591,8 @@ func printGoals(w io.Writer, goals []Goal) {
 			switch g.Unit {
 			case unitMicros:
 				val = fmt.Sprintf("%+.1f µs", *g.Value)
+			case unitMillis:
+				val = fmt.Sprintf("%.2f ms", *g.Value)
 			case unitRowsPerSec:
 				val = fmt.Sprintf("%.0f rows/s", *g.Value)
 			case unitMBPerSec:

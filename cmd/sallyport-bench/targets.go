@@ -34,6 +34,9 @@ const (
 	pathSallyport       = "sallyport"
 	pathSallyportNormal = "sallyport-normal"
 	pathSupergateway    = "supergateway"
+	// pathNone, alone in --paths, measures no path (only the in-process
+	// and approval measurements).
+	pathNone = "none"
 )
 
 // allPaths are the paths, in the order they run by default.
@@ -184,8 +187,9 @@ func (h *harness) openDirect(ctx context.Context) (*session, error) {
 // session. Each session has its own HTTP transport, and so its own kept-alive
 // connection, as separate clients would: a shared transport keeps only two
 // idle connections per host and would make 32 sessions open new connections
-// all the time.
-func (h *harness) openHTTP(ctx context.Context, url, tool string) (*session, error) {
+// all the time. opts go to the transport after the HTTP client (the
+// approval measurements' bearer token).
+func (h *harness) openHTTP(ctx context.Context, url, tool string, opts ...transport.StreamableHTTPCOption) (*session, error) {
 	tr := &http.Transport{
 		Proxy:               nil, // loopback only, whatever the environment says
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -193,7 +197,7 @@ func (h *harness) openHTTP(ctx context.Context, url, tool string) (*session, err
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	c, err := client.NewStreamableHttpClient(url, transport.WithHTTPBasicClient(&http.Client{Transport: tr}))
+	c, err := client.NewStreamableHttpClient(url, append([]transport.StreamableHTTPCOption{transport.WithHTTPBasicClient(&http.Client{Transport: tr})}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("new Streamable HTTP client: %w", err)
 	}
