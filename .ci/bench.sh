@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # make bench: build the gateway and the load harness, install the pinned npm
 # test dependencies, run the Go micro-benchmarks (./gateway/... and the
-# audit stage's, in ./cmd/sallyport-bench), then the load harness
-# (cmd/sallyport-bench: direct vs Sallyport with audit synchronous=full and
-# normal vs supergateway on the same backend, the audit, policy and DLP
-# stages in process, audit export and verify, in one run), then its dlp
+# audit and approval stages', in ./cmd/sallyport-bench), then the load
+# harness (cmd/sallyport-bench: direct vs Sallyport with audit
+# synchronous=full and normal vs supergateway on the same backend, the
+# audit, policy and DLP stages in process, audit export and verify, and
+# the approval queue: the approval stage's cost to a call that needs no
+# approval, in process, and through a sallyport serve of its own a held
+# call's time to its item on a reviewer's WebSocket, then 1,000 pending
+# items with 10 reviewers connected: memory, a new reviewer's snapshot,
+# push latency; all in one run), then its dlp
 # mode (the DLP scanner against gitleaks v8.30.1: throughput per core,
 # recall on dlp/testdata/corpus, the stage's added latency on 1 KiB), and
 # end with a summary.
@@ -20,7 +25,9 @@
 #   make bench DLP_BENCH_ARGS='--mb 16 --gitleaks-mb 2'
 # A short run, a few minutes on two cores (the figures are noisier):
 #   make bench GO_BENCH_ARGS='-benchtime 200ms' DLP_BENCH_ARGS='--mb 8 --gitleaks-mb 1' \
-#     BENCH_ARGS='--calls 300 --conc-calls 2000 --warmup 50 --audit-stage-calls 500 --audit-stage-conc-calls 4000 --audit-rows 20000'
+#     BENCH_ARGS='--calls 300 --conc-calls 2000 --warmup 50 --audit-stage-calls 500 --audit-stage-conc-calls 4000 --audit-rows 20000 --approval-stage-calls 2000 --approval-calls 50 --approval-pending 300 --approval-push-items 5'
+# The approval measurements alone (about 10 s with their defaults):
+#   bin/sallyport-bench --paths none --audit-stage-calls 0 --audit-rows 0 --node-modules DIR
 # The harness's figures go to bin/bench-results.json, its report to
 # bin/bench-harness.txt, the dlp mode's to bin/bench-dlp.json and
 # bin/bench-dlp.txt, and the micro-benchmarks' output to bin/bench-go.txt.
@@ -29,7 +36,9 @@
 # time. The goals are printed as PASS/MISS and never fail the script; it
 # fails when something does not build, a benchmark fails, or the harness
 # cannot measure (a path fails to start, or a direct or Sallyport call fails,
-# or a call through an in-process stage fails). An in-process policy
+# or a call through an in-process stage fails, or an approval measurement
+# fails: its gateway does not start, a held call's item never reaches the
+# feed, a reviewer's feed is dropped). An in-process policy
 # evaluation that runs past the stage's deadline is reported as a timeout,
 # not a failure (see cmd/sallyport-bench's --policy-stage-timeout).
 set -uo pipefail
