@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -160,7 +161,9 @@ func (a *api) decide(approve bool) http.HandlerFunc {
 		var body struct {
 			Comment string `json:"comment"`
 		}
-		if ct := r.Header.Get("Content-Type"); r.ContentLength != 0 && !strings.HasPrefix(ct, "application/json") {
+		// Always JSON, even without a body: a form or text/plain POST, which
+		// a page on another site can send without a preflight, is refused.
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 			apiError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 			return
 		}

@@ -241,6 +241,7 @@ func TestAPIDecide(t *testing.T) {
 		{"a form post is refused", "approve", it.ID, "rita", "application/x-www-form-urlencoded", []byte(`comment=ok`), 415},
 		{"a text post is refused", "approve", it.ID, "rita", "text/plain", []byte(`{"comment":"ok"}`), 415},
 		{"a body with no content type is refused", "approve", it.ID, "rita", "", []byte(`{"comment":"ok"}`), 415},
+		{"an empty post with no content type is refused (no preflight would guard it)", "approve", it.ID, "rita", "", nil, 415},
 		{"a comment over 2000 bytes is refused", "deny", it.ID, "rita", "application/json", []byte(`{"comment":"` + strings.Repeat("y", 2001) + `"}`), 400},
 		{"no principal is forbidden", "approve", it.ID, "", "application/json", []byte(`{}`), 403},
 		{"an anonymous principal is forbidden", "approve", it.ID, "anon", "application/json", []byte(`{}`), 403},
@@ -282,9 +283,9 @@ func TestAPIDecide(t *testing.T) {
 		}
 	})
 
-	t.Run("a denial with an empty body is recorded", func(t *testing.T) {
+	t.Run("a denial with an empty JSON body is recorded", func(t *testing.T) {
 		other := e.pendingItem(deleteCall().with(func(c *call) { c.args = `{"repo":"acme/empty"}` }))
-		status, body := do(t, "POST", srv.URL+"/api/approvals/"+other.ID+"/deny", "sam", "", nil)
+		status, body := do(t, "POST", srv.URL+"/api/approvals/"+other.ID+"/deny", "sam", "application/json", nil)
 		if status != http.StatusOK {
 			t.Fatalf("status %d %s", status, body)
 		}
@@ -613,7 +614,11 @@ func TestAPIStoreDown(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name+" answers 503 when the store fails", func(t *testing.T) {
-			status, body := do(t, tc.method, srv.URL+tc.path, "rita", "", nil)
+			ct := ""
+			if tc.method == "POST" {
+				ct = "application/json"
+			}
+			status, body := do(t, tc.method, srv.URL+tc.path, "rita", ct, nil)
 			if status != http.StatusServiceUnavailable {
 				t.Errorf("status %d %s, want 503", status, body)
 			}

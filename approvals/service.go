@@ -51,6 +51,10 @@ type Options struct {
 	AllowSelfApproval bool
 	// ProgressInterval is how often a waiting client gets progress.
 	ProgressInterval time.Duration
+	// PolicyVersion, when set, returns the version of the policy in force:
+	// a call held under another version is not delivered (its decision is
+	// stale), and a pending one is cancelled.
+	PolicyVersion func() string
 	// DeliveryLease bounds how long a claimed delivery may go without an
 	// outcome before another process calls it ambiguous (its process may
 	// be alive on another host); default 10m. Give it at least the
@@ -91,7 +95,8 @@ type Service struct {
 	// hooks are told of each new pending item (webhooks).
 	hooks []func(*gateway.ApprovalItem)
 
-	storeErr atomic.Pointer[string]
+	storeErr      atomic.Pointer[string]
+	policyVersion func() string
 	// instance names this process in the claims it makes.
 	instance string
 	lease    time.Duration
@@ -143,6 +148,7 @@ func New(opts Options) *Service {
 	if s.poll <= 0 {
 		s.poll = 250 * time.Millisecond
 	}
+	s.policyVersion = opts.PolicyVersion
 	s.lease = opts.DeliveryLease
 	if s.lease <= 0 {
 		s.lease = 10 * time.Minute
@@ -408,6 +414,16 @@ func (s *Service) Decide(ctx context.Context, id string, reviewer gateway.Princi
 	if moved != nil {
 		s.metrics.decided(moved.To, now.Sub(it.Created))
 	}
+	if rec.Outcome != string(it.State) {
+		// Another vote landed between the read and the write (quorum): the
+		// vote's row named the state as it was read; this one says what the
+		// vote did.
+		r := s.transitionRow(it, reviewer.ID, "sallyport/approval."+string(it.State), comment, now)
+		r.TokenID, r.Outcome, r.Ref = reviewer.TokenID, string(it.State), rec.Seq
+		if err := s.audit.Enqueue(r); err != nil {
+			s.log.Warn("audit write failed", slog.String("approval", it.ID), slog.String("err", err.Error()))
+		}
+	}
 	s.changed(it)
 	return it, nil
 }
@@ -490,6 +506,8 @@ func (s *Service) transition(ctx context.Context, id string, from []gateway.Appr
 		return it, false, err
 	}
 	if err != nil {
+		// The row is written; the log must say the transition did not take.
+		s.eventRow(context.WithoutCancel(ctx), prev, actor, "sallyport/approval.refused", "the approval store failed: the transition was not recorded", rec.Seq)
 		return nil, false, err
 	}
 	if to == gateway.ApprovalExpired || to == gateway.ApprovalCancelled {

@@ -56,6 +56,11 @@ func (s *Service) hold(ctx context.Context, x *gateway.Exchange, next gateway.Ha
 	if mode == "" {
 		mode = s.mode
 	}
+	if x.Principal.Anonymous {
+		// Every anonymous client is the same principal: a retry could
+		// attach to another client's grant. Anonymous calls are held.
+		mode = gateway.ApprovalModeHold
+	}
 	for range 4 {
 		it, err := s.acquire(ctx, x, binding, mode)
 		if err != nil {
@@ -69,10 +74,13 @@ func (s *Service) hold(ctx context.Context, x *gateway.Exchange, next gateway.Ha
 	return &gateway.Error{Code: gateway.CodeApprovalUnavailable, Message: "the call's approvals kept being used by other identical calls: send it again"}
 }
 
+// maxWaiters bounds the requests attached to one item (retry mode).
+const maxWaiters = 16
+
 // acquire returns the item x waits on: in retry mode an open item for the
-// identical call, else a new one. It records x's held row.
+// identical call, else a new one. It records x's held row first: an item
+// exists only once the request it holds is on record.
 func (s *Service) acquire(ctx context.Context, x *gateway.Exchange, b gateway.ApprovalBinding, mode string) (*gateway.ApprovalItem, error) {
-	var it *gateway.ApprovalItem
 	if mode == gateway.ApprovalModeRetry {
 		open, err := s.store.Approvals(ctx, gateway.ApprovalFilter{Binding: &b,
 			States: []gateway.ApprovalState{gateway.ApprovalPending, gateway.ApprovalApproved}})
@@ -80,6 +88,7 @@ func (s *Service) acquire(ctx context.Context, x *gateway.Exchange, b gateway.Ap
 			return nil, s.unavailable(err)
 		}
 		now := s.now()
+		var it *gateway.ApprovalItem
 		for _, o := range open {
 			if o.Mode != gateway.ApprovalModeRetry || !now.Before(o.Expires) || o.Claimed != nil {
 				continue
@@ -88,49 +97,37 @@ func (s *Service) acquire(ctx context.Context, x *gateway.Exchange, b gateway.Ap
 				it = o
 			}
 		}
-	}
-	created := it == nil
-	if created {
-		var err error
-		if it, err = s.create(ctx, x, b, mode); err != nil {
-			return nil, err
-		}
-	}
-	// The request's own row: held under the item.
-	x.Grant = &gateway.Grant{ID: it.ID}
-	r := s.requestRow(x)
-	r.Outcome, r.Approval = "held", it.ID
-	if !created {
-		r.Ref = it.AuditSeq
-	}
-	if err := s.audit.Append(ctx, r); err != nil {
-		x.Grant = nil
-		if created {
-			s.transition(context.WithoutCancel(ctx), it.ID, []gateway.ApprovalState{gateway.ApprovalPending},
-				gateway.ApprovalCancelled, System, "", "the audit log could not record the held call", nil)
-		}
-		return nil, &gateway.Error{Code: gateway.CodeAuditUnavailable, Message: "audit log unavailable: the message was not forwarded", Err: err}
-	}
-	x.AuditSeq, x.Grant.AuditSeq = r.Seq, r.Seq
-	if created {
-		up, err := s.store.UpdateApproval(ctx, it.ID, func(it *gateway.ApprovalItem) error {
-			it.AuditSeq = r.Seq
-			if len(it.Transitions) > 0 {
-				it.Transitions[0].AuditSeq = r.Seq
+		if it != nil {
+			if s.Waiting(it.ID) >= maxWaiters {
+				return nil, &gateway.Error{Code: gateway.CodeApprovalUnavailable,
+					Message: fmt.Sprintf("%d identical calls already wait on approval %s: the call was not forwarded", maxWaiters, it.ID)}
 			}
-			return nil
-		})
-		if err == nil {
-			it = up
+			if _, err := s.held(ctx, x, it.ID, it.AuditSeq); err != nil {
+				return nil, err
+			}
+			return it, nil
 		}
-		s.published(it)
 	}
-	return it, nil
+	return s.create(ctx, x, b, mode)
 }
 
-// create stores a new pending item for x, supersedes the pending items of
-// the same call judged against another definition or policy, and names
-// the earlier ambiguous ones.
+// held records x's own row, held under item id (ref: the item's first
+// held row, when x is not it), and marks x held.
+func (s *Service) held(ctx context.Context, x *gateway.Exchange, id string, ref int64) (int64, error) {
+	x.Grant = &gateway.Grant{ID: id}
+	r := s.requestRow(x)
+	r.Outcome, r.Approval, r.Ref = "held", id, ref
+	if err := s.audit.Append(ctx, r); err != nil {
+		x.Grant = nil
+		return 0, &gateway.Error{Code: gateway.CodeAuditUnavailable, Message: "audit log unavailable: the message was not forwarded", Err: err}
+	}
+	x.AuditSeq, x.Grant.AuditSeq = r.Seq, r.Seq
+	return r.Seq, nil
+}
+
+// create stores a new pending item for x, after x's held row, supersedes
+// the pending items of the same call judged against another definition or
+// policy, and names the earlier ambiguous ones.
 func (s *Service) create(ctx context.Context, x *gateway.Exchange, b gateway.ApprovalBinding, mode string) (*gateway.ApprovalItem, error) {
 	req := x.Decision.Approval
 	now := s.now()
@@ -170,16 +167,38 @@ func (s *Service) create(ctx context.Context, x *gateway.Exchange, b gateway.App
 			stale = append(stale, o.ID)
 		}
 	}
-	it.Transitions = []gateway.ApprovalTransition{{To: gateway.ApprovalPending, Actor: b.Principal, Time: now}}
+	if s.maxPending > 0 {
+		// Checked before anything is recorded; InsertApproval checks
+		// again in its transaction.
+		mine, err := s.store.Approvals(ctx, gateway.ApprovalFilter{Principal: b.Principal,
+			States: []gateway.ApprovalState{gateway.ApprovalPending}, Limit: s.maxPending})
+		if err != nil {
+			return nil, s.unavailable(err)
+		}
+		if len(mine) >= s.maxPending {
+			return nil, s.limited(b.Principal)
+		}
+	}
+	seq, err := s.held(ctx, x, it.ID, 0)
+	if err != nil {
+		return nil, err
+	}
+	it.AuditSeq = seq
+	it.Transitions = []gateway.ApprovalTransition{{To: gateway.ApprovalPending, Actor: b.Principal, Time: now, AuditSeq: seq}}
 	if err := s.store.InsertApproval(ctx, it, s.maxPending); err != nil {
+		// The held row is on record; the Outer stage records the refusal
+		// as its answer.
+		x.Grant = nil
 		if errors.Is(err, gateway.ErrApprovalLimit) {
-			s.metrics.limited.Add(1)
-			return nil, &gateway.Error{Code: gateway.CodeApprovalUnavailable,
-				Message: fmt.Sprintf("approval required, but %s already has %d calls waiting for approval: the call was not forwarded", b.Principal, s.maxPending)}
+			return nil, s.limited(b.Principal)
 		}
 		return nil, s.unavailable(err)
 	}
 	s.metrics.created.Add(1)
+	if stored, err := s.store.Approval(ctx, it.ID); err == nil {
+		it = stored // with its revision
+	}
+	s.published(it)
 	for _, id := range stale {
 		why := "superseded by " + it.ID + ": the tool definition or the policy changed"
 		if _, _, err := s.transition(ctx, id, []gateway.ApprovalState{gateway.ApprovalPending}, gateway.ApprovalCancelled, System, why, why, nil); err != nil {
@@ -187,6 +206,13 @@ func (s *Service) create(ctx context.Context, x *gateway.Exchange, b gateway.App
 		}
 	}
 	return it, nil
+}
+
+// limited is the refusal of a call whose principal has too many pending.
+func (s *Service) limited(principal string) error {
+	s.metrics.limited.Add(1)
+	return &gateway.Error{Code: gateway.CodeApprovalUnavailable,
+		Message: fmt.Sprintf("approval required, but %s already has %d calls waiting for approval: the call was not forwarded", principal, s.maxPending)}
 }
 
 // published pushes a new item and tells the create hooks.
@@ -263,8 +289,8 @@ func (s *Service) await(ctx context.Context, x *gateway.Exchange, it *gateway.Ap
 		case <-changes:
 		case <-timer.C:
 		case <-tick.C:
-			if s.definitionChanged(ctx, x, it) {
-				why := "the tool definition changed while the call waited"
+			if why := s.changedSince(ctx, x, it); why != "" {
+				why += " while the call waited"
 				if _, _, err := s.transition(bg, it.ID, []gateway.ApprovalState{gateway.ApprovalPending}, gateway.ApprovalCancelled, System, why, why, nil); err != nil {
 					timer.Stop()
 					return s.unavailable(err)
@@ -301,6 +327,18 @@ func (s *Service) abandon(ctx context.Context, it *gateway.ApprovalItem) error {
 	return &gateway.Error{Code: gateway.CodeRequestCancelled, Message: "request cancelled while waiting for approval " + it.ID, Err: cause}
 }
 
+// changedSince says what no longer matches item it: the tool definition
+// or the policy in force; "" when both still do.
+func (s *Service) changedSince(ctx context.Context, x *gateway.Exchange, it *gateway.ApprovalItem) string {
+	if s.policyVersion != nil && s.policyVersion() != it.PolicyVersion {
+		return "the policy changed"
+	}
+	if s.definitionChanged(ctx, x, it) {
+		return "the tool definition changed"
+	}
+	return ""
+}
+
 // definitionChanged reports whether x's target is now defined otherwise
 // than when the item was created (removed counts as changed). A failed
 // look-up is not a change: the delivery will fail on its own.
@@ -321,15 +359,16 @@ func (s *Service) definitionChanged(ctx context.Context, x *gateway.Exchange, it
 // recording the outcome.
 func (s *Service) deliver(ctx context.Context, x *gateway.Exchange, it *gateway.ApprovalItem, next gateway.Handler) error {
 	bg := context.WithoutCancel(ctx)
-	if s.definitionChanged(ctx, x, it) {
-		why := "not delivered: the tool definition changed after the call was held, so the approval no longer matches it"
+	if changed := s.changedSince(ctx, x, it); changed != "" {
+		why := "not delivered: " + changed + " after the call was held, so the approval no longer matches it"
 		if _, moved, err := s.transition(bg, it.ID, []gateway.ApprovalState{gateway.ApprovalApproved}, gateway.ApprovalFailed, System, why, why,
 			func(it *gateway.ApprovalItem) bool { return it.Claimed == nil }); err != nil {
 			return s.unavailable(err)
 		} else if !moved {
 			return errRegrant
 		}
-		return decisionError(gateway.CodeApprovalCancelled, it, "approval no longer matches the call: the tool definition changed since it was held; the call was not delivered")
+		it.State = gateway.ApprovalFailed
+		return decisionError(gateway.CodeApprovalCancelled, it, "approval no longer matches the call: "+changed+" since it was held; the call was not delivered")
 	}
 	now := s.now()
 	claimed, err := s.store.UpdateApproval(bg, it.ID, func(it *gateway.ApprovalItem) error {
@@ -353,7 +392,9 @@ func (s *Service) deliver(ctx context.Context, x *gateway.Exchange, it *gateway.
 	to, outcome := gateway.ApprovalExecuted, ""
 	switch {
 	case err == nil && x.Answer != nil && x.Answer.Error != nil:
-		to, outcome = gateway.ApprovalFailed, fmt.Sprintf("the backend answered with error %d: %s", x.Answer.Error.Code, x.Answer.Error.Message)
+		// Only the code: the backend's text has not passed DLP (the
+		// answer's own pass redacts what the client gets).
+		to, outcome = gateway.ApprovalFailed, fmt.Sprintf("the backend answered with JSON-RPC error %d", x.Answer.Error.Code)
 	case err == nil:
 	case errors.Is(err, gateway.ErrNoAnswer):
 		to, outcome = gateway.ApprovalAmbiguous, "delivered, and no answer came: "+gateway.RPCError(err).Message

@@ -630,7 +630,7 @@ func TestDeliveryOutcomes(t *testing.T) {
 				x.Answer = backendError
 				return nil
 			},
-			state: gateway.ApprovalFailed, outcome: "the backend answered with error -32602: repository acme/site is protected",
+			state: gateway.ApprovalFailed, outcome: "the backend answered with JSON-RPC error -32602", // never its text: it has not passed DLP
 			check: func(t *testing.T, x *gateway.Exchange, err error) {
 				if err != nil {
 					t.Errorf("the client got error %v, want the backend's answer", err)
@@ -1243,3 +1243,61 @@ func TestAuditedDecisionRows(t *testing.T) {
 // The auditor is used only to build the chain; make sure the package under
 // test is built against the real one.
 var _ = audit.New
+
+func TestPolicyChanges(t *testing.T) {
+	t.Parallel()
+
+	t.Run("a policy that changes while the call waits cancels the item", func(t *testing.T) {
+		t.Parallel()
+		c := deleteCall()
+		var version atomic.Value
+		version.Store(c.policy)
+		e := newEnv(t, envOptions{opts: Options{PolicyVersion: func() string { return version.Load().(string) }}})
+		f := e.start(c)
+		it := e.waitHeld(f, c)
+		version.Store("a newer policy")
+		ge := wantCode(t, f.wait(t), gateway.CodeApprovalCancelled)
+		contains(t, "the error", ge.Message, "policy changed", it.ID)
+		if got := e.item(it.ID); got.State != gateway.ApprovalCancelled {
+			t.Errorf("item is %s, want cancelled", got.State)
+		}
+		if n := e.backend.delivered.Load(); n != 0 {
+			t.Errorf("delivered %d times", n)
+		}
+	})
+
+	t.Run("a policy that changes after the approval fails the item undelivered", func(t *testing.T) {
+		t.Parallel()
+		c := deleteCall()
+		var version atomic.Value
+		version.Store(c.policy)
+		e := newEnv(t, envOptions{opts: Options{ProgressInterval: time.Hour, PolicyVersion: func() string { return version.Load().(string) }}})
+		f := e.start(c)
+		it := e.waitHeld(f, c)
+		version.Store("a newer policy")
+		e.decide(it.ID, rita, true, "")
+		ge := wantCode(t, f.wait(t), gateway.CodeApprovalCancelled)
+		contains(t, "the error", ge.Message, "policy changed", "not delivered")
+		if got := e.item(it.ID); got.State != gateway.ApprovalFailed || got.Claimed != nil {
+			t.Errorf("item is %s, claimed %v; want failed and never claimed", got.State, got.Claimed)
+		}
+		if n := e.backend.delivered.Load(); n != 0 {
+			t.Errorf("delivered %d times", n)
+		}
+	})
+
+	t.Run("an unchanged policy delivers", func(t *testing.T) {
+		t.Parallel()
+		c := deleteCall()
+		e := newEnv(t, envOptions{opts: Options{PolicyVersion: func() string { return c.policy }}})
+		f := e.start(c)
+		it := e.waitHeld(f, c)
+		e.decide(it.ID, rita, true, "")
+		if err := f.wait(t); err != nil {
+			t.Fatalf("the approved call failed: %v", err)
+		}
+		if n := e.backend.delivered.Load(); n != 1 {
+			t.Errorf("delivered %d times, want 1", n)
+		}
+	})
+}

@@ -65,7 +65,7 @@ func stages(log *slog.Logger, a *audit.Auditor, d *dlp.Stage, p *policy.Stage, q
 }
 
 // newApprovals returns the approval queue over db; Run must be started.
-func newApprovals(cfg *config.Config, db *sqlite.DB, a *audit.Auditor, log *slog.Logger) *approvals.Service {
+func newApprovals(cfg *config.Config, db *sqlite.DB, a *audit.Auditor, pol *policy.Stage, log *slog.Logger) *approvals.Service {
 	c := cfg.Approvals
 	q := approvals.New(approvals.Options{
 		Store:             db.Approvals(),
@@ -78,6 +78,7 @@ func newApprovals(cfg *config.Config, db *sqlite.DB, a *audit.Auditor, log *slog
 		AllowSelfApproval: c.AllowSelfApproval,
 		ProgressInterval:  c.ProgressInterval.D(),
 		DeliveryLease:     deliveryLease(cfg),
+		PolicyVersion:     func() string { return pol.Current().Version() },
 		Logger:            log,
 	})
 	if len(c.Webhooks) > 0 {
@@ -232,7 +233,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	auditor := newAuditor(cfg, db, log)
-	queue := newApprovals(cfg, db, auditor, log)
+	queue := newApprovals(cfg, db, auditor, pol, log)
 	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, auditor, scanner, pol, queue), Version: version})
 	front := frontend.NewHTTP(frontend.HTTPOptions{Gateway: g, Config: cfg, Tokens: tokens, Logger: log,
 		Users: users, API: apiHandler(cfg, db, queue, log), Reporters: reporters(scanner, pol, queue)})
@@ -322,7 +323,7 @@ func demoReviewer(ctx context.Context, store gateway.UserStore, users *auth.User
 	}
 	fmt.Fprintf(stderr, "sallyport: demo__delete_records waits for a reviewer. Approve it with:\n")
 	fmt.Fprintf(stderr, "sallyport:   bin/sallyport approvals list            then   bin/sallyport approvals approve ID --as %s\n", demoReviewerName)
-	fmt.Fprintf(stderr, "sallyport:   or: curl -u %s:PASSWORD -X POST http://%s/api/approvals/ID/approve\n", demoReviewerName, addr)
+	fmt.Fprintf(stderr, "sallyport:   or: curl -u %s:PASSWORD -H 'Content-Type: application/json' -d '{\"comment\":\"ok\"}' http://%s/api/approvals/ID/approve\n", demoReviewerName, addr)
 }
 
 func displayPath(p string) string {
@@ -362,7 +363,7 @@ func runStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	auditor := newAuditor(cfg, db, log)
-	queue := newApprovals(cfg, db, auditor, log)
+	queue := newApprovals(cfg, db, auditor, pol, log)
 	g = proxy.New(proxy.Options{Config: cfg, Logger: log, Stages: stages(log, auditor, scanner, pol, queue), Version: version})
 	ctx, cancel := signalContext(ctx, log)
 	defer cancel()
@@ -371,10 +372,19 @@ func runStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	go queue.Run(ctx)
 	p := gateway.Principal{ID: cfg.Stdio.Principal, Groups: cfg.Stdio.Groups, TokenID: "stdio"}
 	lim := jsonrpc.Limits{MaxBytes: cfg.Limits.MaxMessageBytes.Int(), MaxDepth: cfg.Limits.MaxDepth}
-	err = frontend.ServeStdio(ctx, g, p, stdin, stdout, lim, log)
-	if ctx.Err() != nil {
-		queue.Stop() // a signal, not the client, ended the session
-	}
+	// A signal, not the client, ends the session: the queue stops first, so
+	// that the session's held items stay pending when it closes.
+	sessCtx, endSession := context.WithCancel(context.WithoutCancel(ctx))
+	defer endSession()
+	go func() {
+		select {
+		case <-ctx.Done():
+			queue.Stop()
+			endSession()
+		case <-sessCtx.Done():
+		}
+	}()
+	err = frontend.ServeStdio(sessCtx, g, p, stdin, stdout, lim, log)
 	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer scancel()
 	g.Shutdown(sctx)

@@ -205,8 +205,8 @@ func (a *Approvals) validate(v *validator) {
 	if n := a.MaxPendingPerPrincipal; n < 1 || n > 10000 {
 		v.addf("approvals.max_pending_per_principal", strconv.Itoa(n), "must be between 1 and 10000")
 	}
-	if p := a.ProgressInterval.D(); p < 100*time.Millisecond || p > time.Minute {
-		v.add("approvals.progress_interval", a.ProgressInterval.String(), errors.New("must be between 100ms and 1m"))
+	if p := a.ProgressInterval.D(); p < 100*time.Millisecond || p > 15*time.Second {
+		v.add("approvals.progress_interval", a.ProgressInterval.String(), errors.New("must be between 100ms and 15s (clients reset their timeouts on progress)"))
 	}
 	if a.PublicURL != "" {
 		if u, err := url.Parse(a.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
