@@ -256,6 +256,7 @@ func (s *Service) await(ctx context.Context, x *gateway.Exchange, it *gateway.Ap
 	}
 	notify()
 	bg := context.WithoutCancel(ctx)
+	gone := gateway.ClientGone(ctx)
 	for {
 		cur, err := s.store.Approval(bg, it.ID)
 		if err != nil {
@@ -299,7 +300,12 @@ func (s *Service) await(ctx context.Context, x *gateway.Exchange, it *gateway.Ap
 			notify()
 		case <-ctx.Done():
 			timer.Stop()
-			return s.abandon(ctx, it)
+			return s.abandon(ctx, it, "")
+		case <-gone:
+			// The request's connection closed: its answer has nowhere to
+			// go, so the call is not worth delivering.
+			timer.Stop()
+			return s.abandon(ctx, it, "its connection closed")
 		}
 		timer.Stop()
 	}
@@ -307,8 +313,11 @@ func (s *Service) await(ctx context.Context, x *gateway.Exchange, it *gateway.Ap
 
 // abandon handles a waiting client that went away: in hold mode its item
 // is cancelled; in retry mode it stays for an identical retry.
-func (s *Service) abandon(ctx context.Context, it *gateway.ApprovalItem) error {
+func (s *Service) abandon(ctx context.Context, it *gateway.ApprovalItem, what string) error {
 	cause := context.Cause(ctx)
+	if what != "" {
+		cause = errors.New(what)
+	}
 	// A gateway shutting down leaves the item pending: the client did not
 	// give up, and the item expires on time if nobody comes back for it.
 	if it.Mode == gateway.ApprovalModeHold && !s.stopping.Load() {

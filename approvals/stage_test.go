@@ -1301,3 +1301,52 @@ func TestPolicyChanges(t *testing.T) {
 		}
 	})
 }
+
+func TestClientConnectionGone(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{gateway.ApprovalModeHold, gateway.ApprovalModeRetry} {
+		t.Run("in "+mode+" mode the waiting request gives up when its connection closes", func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{})
+			c := deleteCall()
+			c.approval.Mode = mode
+			gone := make(chan struct{})
+			f := e.startWith(gateway.WithClientGone(context.Background(), gone), e.chain, c)
+			it := e.waitHeld(f, c)
+			close(gone)
+			wantCode(t, f.wait(t), gateway.CodeRequestCancelled)
+			got := e.item(it.ID)
+			want := gateway.ApprovalCancelled
+			if mode == gateway.ApprovalModeRetry {
+				want = gateway.ApprovalPending // an identical retry may still come
+			}
+			if got.State != want {
+				t.Fatalf("item is %s, want %s", got.State, want)
+			}
+			if want == gateway.ApprovalCancelled {
+				contains(t, "the outcome", got.Outcome, "connection closed")
+			}
+			if e.svc.Waiting(it.ID) != 0 {
+				t.Errorf("a request still waits on %s", it.ID)
+			}
+			if n := e.backend.delivered.Load(); n != 0 {
+				t.Errorf("delivered %d times", n)
+			}
+		})
+	}
+}
+
+func TestAnonymousCallsAreHeld(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{opts: Options{Mode: gateway.ApprovalModeRetry}})
+	c := deleteCall()
+	c.principal = gateway.Principal{ID: "anonymous", Anonymous: true}
+	c.approval.Mode = gateway.ApprovalModeRetry
+	f := e.start(c)
+	it := e.waitHeld(f, c)
+	if it.Mode != gateway.ApprovalModeHold {
+		t.Errorf("an anonymous call's item is in %s mode: another anonymous client's retry could take its grant", it.Mode)
+	}
+	f.cancel(errors.New("done"))
+	f.wait(t)
+}

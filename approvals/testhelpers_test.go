@@ -268,7 +268,13 @@ func (e *env) start(c call) *inflight {
 
 // startOn sends c through h in the background.
 func (e *env) startOn(h gateway.Handler, c call) *inflight {
-	ctx, cancel := context.WithCancelCause(context.Background())
+	return e.startWith(context.Background(), h, c)
+}
+
+// startWith sends c through h in the background, under a context derived
+// from parent.
+func (e *env) startWith(parent context.Context, h gateway.Handler, c call) *inflight {
+	ctx, cancel := context.WithCancelCause(parent)
 	f := &inflight{x: e.exchange(c), cancel: cancel, done: make(chan struct{})}
 	e.mu.Lock()
 	e.inflight = append(e.inflight, f)

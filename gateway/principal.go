@@ -45,3 +45,20 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)
 	return p, ok
 }
+
+type clientGoneKey struct{}
+
+// WithClientGone returns ctx carrying gone, a channel closed when the
+// client's connection for this request is gone (an HTTP POST whose client
+// hung up). Under MCP a disconnection is not a cancellation; a stage that
+// would otherwise wait for a long time (an approval) may still give up.
+func WithClientGone(ctx context.Context, gone <-chan struct{}) context.Context {
+	return context.WithValue(ctx, clientGoneKey{}, gone)
+}
+
+// ClientGone returns the channel WithClientGone put in ctx, or nil (which
+// never becomes ready in a select).
+func ClientGone(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(clientGoneKey{}).(<-chan struct{})
+	return ch
+}

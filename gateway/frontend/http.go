@@ -454,7 +454,7 @@ func (h *HTTP) serveRequest(w http.ResponseWriter, r *http.Request, hs *httpSess
 		httpError(w, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "request id is already in use by a request in flight")
 		return
 	}
-	answer := hs.s.Serve(msg)
+	answer := hs.s.ServeFrom(r.Context().Done(), msg)
 	// Free the id before the client can see the answer and reuse it.
 	hs.removePost(key, ps)
 	if answer != nil && msg.Method == "initialize" && answer.Error != nil {

@@ -165,11 +165,20 @@ func (s *Session) HandleMessage(msg *jsonrpc.Message) {
 // (progress) go to the sink while it runs. The request's id is free again
 // when Serve returns.
 func (s *Session) Serve(msg *jsonrpc.Message) *jsonrpc.Message {
+	return s.ServeFrom(nil, msg)
+}
+
+// ServeFrom is Serve for a request that arrived on a connection of its
+// own: gone is closed when that connection is (see gateway.ClientGone).
+func (s *Session) ServeFrom(gone <-chan struct{}, msg *jsonrpc.Message) *jsonrpc.Message {
 	ctx, done, refusal := s.begin(msg)
 	if refusal != nil {
 		return refusal
 	}
 	defer done()
+	if gone != nil {
+		ctx = gateway.WithClientGone(ctx, gone)
+	}
 	return s.serve(ctx, msg)
 }
 
