@@ -101,7 +101,8 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	f := gateway.ApprovalFilter{Principal: q.Get("principal"), Backend: q.Get("backend"), Target: q.Get("tool"), Limit: 1000}
+	f := gateway.ApprovalFilter{Principal: q.Get("principal"), Backend: q.Get("backend"), Target: q.Get("tool"), Limit: 1000,
+		VisibleTo: visibility(p)}
 	for _, v := range q["state"] {
 		for st := range strings.SplitSeq(v, ",") {
 			if !slices.Contains(gateway.ApprovalStates, gateway.ApprovalState(st)) {
@@ -199,6 +200,12 @@ func (a *api) decide(approve bool) http.HandlerFunc {
 	}
 }
 
+// visibility selects, in the store, the items p may see (CanSee): the
+// limits of a list apply to those, not to everybody's.
+func visibility(p gateway.Principal) *gateway.ApprovalVisibility {
+	return &gateway.ApprovalVisibility{Principal: p.ID, Groups: p.Groups, All: slices.ContainsFunc(ObserverGroups, p.InGroup)}
+}
+
 // checkOrigin admits a WebSocket with no Origin (not a browser), the
 // gateway's own origin, and the allow-listed ones.
 func (a *api) checkOrigin(r *http.Request) bool {
@@ -255,7 +262,8 @@ func (a *api) feed(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	// Subscribed before the snapshot is read: nothing falls between.
-	items, err := a.s.List(r.Context(), gateway.ApprovalFilter{States: []gateway.ApprovalState{gateway.ApprovalPending}, Limit: 1000})
+	items, err := a.s.List(r.Context(), gateway.ApprovalFilter{States: []gateway.ApprovalState{gateway.ApprovalPending}, Limit: 1000,
+		VisibleTo: visibility(p)})
 	if err != nil {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "approval store unavailable"), time.Now().Add(writeWait))
 		return

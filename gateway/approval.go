@@ -209,10 +209,21 @@ type ApprovalFilter struct {
 	// definition hash and the policy version: same principal, backend,
 	// method, target and arguments hash.
 	CallOf *ApprovalBinding
+	// VisibleTo, when set, selects the items a principal may see: those
+	// whose reviewers group is one of Groups, and those Principal asked
+	// for; All selects every item (observers).
+	VisibleTo *ApprovalVisibility
 	// ExpiresBefore selects items whose expiry is before it.
 	ExpiresBefore time.Time
 	// Limit caps how many (newest first); 0: no cap.
 	Limit int
+}
+
+// ApprovalVisibility is who looks at the items (ApprovalFilter.VisibleTo).
+type ApprovalVisibility struct {
+	Principal string
+	Groups    []string
+	All       bool
 }
 
 // ApprovalStore keeps approval items durably. Several processes may share

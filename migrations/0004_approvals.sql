@@ -7,6 +7,7 @@ CREATE TABLE approvals (
 	id        TEXT PRIMARY KEY,
 	state     TEXT NOT NULL,
 	principal TEXT NOT NULL,
+	reviewers TEXT NOT NULL DEFAULT '', -- the group that decides: what a reviewer may see
 	backend   TEXT NOT NULL DEFAULT '',
 	target    TEXT NOT NULL DEFAULT '',
 	binding   TEXT NOT NULL, -- sha256 of the binding: principal, backend, method, target, hashes, policy version

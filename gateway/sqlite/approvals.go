@@ -34,12 +34,12 @@ type approvalStore struct{ db *DB }
 
 // approvalColumns are the columns of an approvals row besides item.
 type approvalColumns struct {
-	id, state, principal, backend, target, binding, callKey string
+	id, state, principal, reviewers, backend, target, binding, callKey string
 	created, expires, rev                                   int64
 }
 
 func columnsOf(it *gateway.ApprovalItem) approvalColumns {
-	return approvalColumns{id: it.ID, state: string(it.State), principal: it.Principal, backend: it.Backend,
+	return approvalColumns{id: it.ID, state: string(it.State), principal: it.Principal, reviewers: it.Reviewers, backend: it.Backend,
 		target: it.Target, binding: bindingKey(it.ApprovalBinding), callKey: callKey(it.ApprovalBinding),
 		created: it.Created.UnixMicro(), expires: it.Expires.UnixMicro(), rev: it.Rev}
 }
@@ -78,7 +78,7 @@ func check(it *gateway.ApprovalItem) error {
 	if !slices.Contains(gateway.ApprovalStates, it.State) {
 		return fmt.Errorf("unknown state %q", it.State)
 	}
-	for _, f := range []struct{ name, v string }{{"id", it.ID}, {"principal", it.Principal}, {"backend", it.Backend},
+	for _, f := range []struct{ name, v string }{{"id", it.ID}, {"principal", it.Principal}, {"reviewers", it.Reviewers}, {"backend", it.Backend},
 		{"method", it.Method}, {"target", it.Target}, {"definition_hash", it.DefinitionHash},
 		{"arguments_hash", it.ArgumentsHash}, {"policy_version", it.PolicyVersion}} {
 		if !utf8.ValidString(f.v) {
@@ -157,9 +157,9 @@ func (s approvalStore) InsertApproval(ctx context.Context, it *gateway.ApprovalI
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO approvals (id, state, principal, backend, target, binding, call_key,
-			created, expires, rev, item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.id, c.state, c.principal, c.backend, c.target, c.binding, c.callKey, c.created, c.expires, c.rev, string(raw))
+		_, err = tx.ExecContext(ctx, `INSERT INTO approvals (id, state, principal, reviewers, backend, target, binding, call_key,
+			created, expires, rev, item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.id, c.state, c.principal, c.reviewers, c.backend, c.target, c.binding, c.callKey, c.created, c.expires, c.rev, string(raw))
 		var se sqlite3.Error
 		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey {
 			return fmt.Errorf("an approval with id %s exists already", it.ID)
@@ -208,9 +208,9 @@ func (s approvalStore) UpdateApproval(ctx context.Context, id string, fn func(it
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE approvals SET state = ?, principal = ?, backend = ?, target = ?,
+		if _, err := tx.ExecContext(ctx, `UPDATE approvals SET state = ?, principal = ?, reviewers = ?, backend = ?, target = ?,
 			binding = ?, call_key = ?, created = ?, expires = ?, rev = ?, item = ? WHERE id = ?`,
-			c.state, c.principal, c.backend, c.target, c.binding, c.callKey, c.created, c.expires, c.rev, string(raw), id); err != nil {
+			c.state, c.principal, c.reviewers, c.backend, c.target, c.binding, c.callKey, c.created, c.expires, c.rev, string(raw), id); err != nil {
 			return err
 		}
 		// What is returned is what was stored, as a read gives it.
@@ -227,11 +227,11 @@ func (s approvalStore) UpdateApproval(ctx context.Context, id string, fn func(it
 }
 
 // itemColumns are an approvals row, in the order of approvalColumns.dest.
-const itemColumns = "id, state, principal, backend, target, binding, call_key, created, expires, rev, item"
+const itemColumns = "id, state, principal, reviewers, backend, target, binding, call_key, created, expires, rev, item"
 
 // dest returns the destinations to scan itemColumns into, item last.
 func (c *approvalColumns) dest(item any) []any {
-	return []any{&c.id, &c.state, &c.principal, &c.backend, &c.target, &c.binding, &c.callKey, &c.created,
+	return []any{&c.id, &c.state, &c.principal, &c.reviewers, &c.backend, &c.target, &c.binding, &c.callKey, &c.created,
 		&c.expires, &c.rev, item}
 }
 
@@ -289,6 +289,18 @@ func (s approvalStore) Approvals(ctx context.Context, f gateway.ApprovalFilter) 
 	}
 	if f.Principal != "" {
 		add("principal = ?", f.Principal)
+	}
+	if v := f.VisibleTo; v != nil && !v.All {
+		// The reviewers of the item's group, and its requester.
+		cond := "principal = ?"
+		vs := []any{v.Principal}
+		if len(v.Groups) > 0 {
+			cond += " OR reviewers IN (" + strings.Repeat(", ?", len(v.Groups))[2:] + ")"
+			for _, g := range v.Groups {
+				vs = append(vs, g)
+			}
+		}
+		add("("+cond+")", vs...)
 	}
 	if f.Backend != "" {
 		add("backend = ?", f.Backend)
@@ -348,7 +360,7 @@ func (s approvalStore) query(ctx context.Context, q string, args ...any) ([]*gat
 func (s approvalStore) ApprovalsSince(ctx context.Context, rev int64) ([]*gateway.ApprovalItem, int64, error) {
 	// The LEFT JOIN gives one row of empty columns when no item changed.
 	rows, err := s.db.r.QueryContext(ctx, `SELECT c.value, coalesce(a.id, ''), coalesce(a.state, ''),
-		coalesce(a.principal, ''), coalesce(a.backend, ''), coalesce(a.target, ''), coalesce(a.binding, ''),
+		coalesce(a.principal, ''), coalesce(a.reviewers, ''), coalesce(a.backend, ''), coalesce(a.target, ''), coalesce(a.binding, ''),
 		coalesce(a.call_key, ''), coalesce(a.created, 0), coalesce(a.expires, 0), coalesce(a.rev, 0), coalesce(a.item, '')
 		FROM counters c LEFT JOIN approvals a ON a.rev > ? WHERE c.name = 'approvals_version' ORDER BY a.rev`, rev)
 	if err != nil {
