@@ -35,7 +35,7 @@ type approvalStore struct{ db *DB }
 // approvalColumns are the columns of an approvals row besides item.
 type approvalColumns struct {
 	id, state, principal, reviewers, backend, target, binding, callKey string
-	created, expires, rev                                   int64
+	created, expires, rev                                              int64
 }
 
 func columnsOf(it *gateway.ApprovalItem) approvalColumns {
