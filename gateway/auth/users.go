@@ -241,6 +241,10 @@ type verifiedEntry struct {
 	expires time.Time
 }
 
+// ReservedNames cannot be usernames: the gateway's own actor in approval
+// transitions, and the default anonymous principal.
+var ReservedNames = []string{"sallyport", "anonymous", "system"}
+
 // NewUsers returns a Users over us, whose version is read once now: an
 // unreadable store is an error here (later Verify fails closed).
 func NewUsers(us gateway.UserStore) (*Users, error) {
@@ -266,6 +270,9 @@ func NewUsers(us gateway.UserStore) (*Users, error) {
 func (u *Users) Add(username string, groups []string, password string) (gateway.UserRecord, error) {
 	if !nameRE.MatchString(username) {
 		return gateway.UserRecord{}, fmt.Errorf("add user: invalid username %q", username)
+	}
+	if slices.Contains(ReservedNames, strings.ToLower(username)) {
+		return gateway.UserRecord{}, fmt.Errorf("add user: %q is reserved (it names the gateway or anonymous clients in the audit log)", username)
 	}
 	for _, g := range groups {
 		if !nameRE.MatchString(g) {

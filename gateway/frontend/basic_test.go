@@ -236,42 +236,27 @@ func TestBasicWithReviewerAccounts(t *testing.T) {
 	})
 }
 
-func TestBasicSessionsAreBoundToTheAccount(t *testing.T) {
+func TestBasicIsOnlyForTheAPI(t *testing.T) {
 	users := &fakeUsers{passwords: map[string]string{"alice": "alice's long password"}}
 	f := newBasicFixture(t, func(string) PasswordVerifier { return users })
-	post := func(t *testing.T, authz, sid, body string) *http.Response {
-		t.Helper()
-		req, _ := http.NewRequest("POST", f.srv.URL+"/mcp", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Authorization", authz)
-		if sid != "" {
-			req.Header.Set("Mcp-Session-Id", sid)
-			req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
+	for _, path := range []string{"/mcp", "/sse", "/message"} {
+		t.Run("a person's password does not open "+path, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", f.srv.URL+path, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+			if path == "/sse" {
+				req, _ = http.NewRequest("GET", f.srv.URL+path, nil)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Authorization", basic("alice:alice's long password"))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "only for /api/") {
+				t.Errorf("%s: %d %s", path, resp.StatusCode, body)
+			}
+		})
 	}
-	password := basic("alice:alice's long password")
-	resp := post(t, password, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
-	sid := resp.Header.Get("Mcp-Session-Id")
-	if resp.StatusCode != http.StatusOK || sid == "" {
-		t.Fatalf("initialize with Basic: %d, session %q", resp.StatusCode, sid)
-	}
-	ping := `{"jsonrpc":"2.0","id":2,"method":"ping"}`
-	t.Run("the account's credentials use the session", func(t *testing.T) {
-		if resp := post(t, password, sid, ping); resp.StatusCode != http.StatusOK {
-			t.Errorf("ping: %d", resp.StatusCode)
-		}
-	})
-	t.Run("a bearer token of the same principal name does not", func(t *testing.T) {
-		if resp := post(t, "Bearer "+f.alice, sid, ping); resp.StatusCode != http.StatusNotFound {
-			t.Errorf("ping: %d", resp.StatusCode)
-		}
-	})
 }

@@ -257,6 +257,12 @@ func (h *HTTP) authenticate(next http.Handler) http.Handler {
 					return
 				}
 			case ok && strings.EqualFold(scheme, "Basic") && h.users != nil:
+				if !strings.HasPrefix(r.URL.Path, "/api/") {
+					// People's passwords are for the API (reviewing,
+					// auditing); MCP clients use bearer tokens.
+					h.unauthorized(w, "password authentication is only for /api/: MCP clients use a bearer token")
+					return
+				}
 				username, password, wellFormed := basicCredentials(cred)
 				if !wellFormed {
 					h.unauthorized(w, "invalid authorization header")
