@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,11 +12,14 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
+	"unsafe"
 
 	"github.com/sallyport/sallyport/approvals"
 	"github.com/sallyport/sallyport/gateway"
+	"github.com/sallyport/sallyport/gateway/auth"
 )
 
 const approvalsUsage = "approvals needs list, show ID, approve ID or deny ID"
@@ -23,7 +27,7 @@ const approvalsUsage = "approvals needs list, show ID, approve ID or deny ID"
 // runApprovals is `sallyport approvals list|show|approve|deny`: against the
 // configuration's database (deciding --as a reviewer account), or a running
 // gateway's API (--url, with a bearer token from --token-env).
-func runApprovals(ctx context.Context, args []string, stdout io.Writer) error {
+func runApprovals(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: %s", errUsage, approvalsUsage)
 	}
@@ -75,7 +79,7 @@ func runApprovals(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer db.Close()
 		q := approvals.New(approvals.Options{Store: db.Approvals(), Audit: db.Audit(), AllowSelfApproval: cfg.Approvals.AllowSelfApproval})
-		src = &dbSource{q: q, users: db.Users(), as: *as}
+		src = &dbSource{q: q, users: db.Users(), as: *as, stdin: stdin, stderr: stderr}
 	}
 	switch sub {
 	case "list":
@@ -186,13 +190,15 @@ type approvalSource interface {
 	decide(ctx context.Context, id string, approve bool, comment string) (*gateway.ApprovalItem, error)
 }
 
-// dbSource works on the database directly. Whoever can write the database
-// file is trusted like an administrator; a decision still names a
-// reviewer account (--as) and obeys its groups.
+// dbSource works on the database directly. A decision is made as a
+// reviewer account (--as), whose password is asked for: being able to
+// write the database file does not make anyone a reviewer.
 type dbSource struct {
-	q     *approvals.Service
-	users gateway.UserStore
-	as    string
+	q      *approvals.Service
+	users  gateway.UserStore
+	as     string
+	stdin  io.Reader
+	stderr io.Writer
 }
 
 func (s *dbSource) list(ctx context.Context, states []gateway.ApprovalState) ([]*gateway.ApprovalItem, error) {
@@ -211,23 +217,60 @@ func (s *dbSource) decide(ctx context.Context, id string, approve bool, comment 
 	if s.as == "" {
 		return nil, fmt.Errorf("%w: deciding against the database needs --as USER (a reviewer account: sallyport users add)", errUsage)
 	}
-	u, err := s.users.User(ctx, s.as)
-	if errors.Is(err, gateway.ErrUserNotFound) {
-		return nil, fmt.Errorf("no reviewer account %q (sallyport users add)", s.as)
-	}
+	password, err := askPassword(s.stdin, s.stderr, s.as)
 	if err != nil {
 		return nil, err
 	}
-	if u.Disabled != nil {
-		return nil, fmt.Errorf("reviewer account %q is disabled", s.as)
+	users, err := auth.NewUsers(s.users)
+	if err != nil {
+		return nil, err
 	}
-	p := gateway.Principal{ID: u.Username, Groups: u.Groups, TokenID: "cli:" + u.Username}
+	p, ok := users.Verify(s.as, password)
+	if !ok {
+		return nil, &exitError{code: 1, msg: fmt.Sprintf("%s: unknown reviewer account, disabled, or wrong password", s.as)}
+	}
 	it, err := s.q.Decide(ctx, id, p, approve, comment)
 	var de *approvals.ErrDecision
 	if errors.As(err, &de) {
 		return nil, &exitError{code: 1, msg: de.Msg}
 	}
 	return it, err
+}
+
+// askPassword reads the reviewer's password: one line of stdin. On a
+// terminal it asks, with echo off.
+func askPassword(stdin io.Reader, stderr io.Writer, user string) (string, error) {
+	if f, ok := stdin.(*os.File); ok {
+		if restore, isTTY := noEcho(f.Fd()); isTTY {
+			fmt.Fprintf(stderr, "password for %s: ", user)
+			defer func() {
+				restore()
+				fmt.Fprintln(stderr)
+			}()
+		}
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	if line == "" {
+		return "", fmt.Errorf("deciding as %s needs its password on standard input", user)
+	}
+	return line, nil
+}
+
+// noEcho turns a terminal's echo off; isTTY is false (and nothing changes)
+// when fd is not a terminal.
+func noEcho(fd uintptr) (restore func(), isTTY bool) {
+	var t syscall.Termios
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TCGETS, uintptr(unsafe.Pointer(&t))); errno != 0 {
+		return nil, false
+	}
+	old := t
+	t.Lflag &^= syscall.ECHO
+	syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TCSETS, uintptr(unsafe.Pointer(&t)))
+	return func() { syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TCSETS, uintptr(unsafe.Pointer(&old))) }, true
 }
 
 // apiSource works through a running gateway's API.

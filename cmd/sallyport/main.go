@@ -40,7 +40,7 @@ Usage:
   sallyport approvals list [-c FILE] [--db FILE] [--state pending|all|a,b] [--format text|json]
   sallyport approvals show ID [-c FILE] [--db FILE]
   sallyport approvals approve|deny ID --as USER [--comment TEXT] [-c FILE] [--db FILE]
-                                               decide a held call as a reviewer account, on the database
+                                               decide a held call as a reviewer account (its password on stdin), on the database
                                                (or with --url http://HOST:PORT and a token in $SALLYPORT_TOKEN: the API)
   sallyport policy test   [-v] [--run RE] [DIR|FILE ...]   run the Rego unit tests (test_ rules); exit 2 when one fails
   sallyport policy eval   [-p DIR] --input FILE.json       print the decision document for one input
@@ -88,7 +88,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	case "policy":
 		err = runPolicy(ctx, rest, stdout, stderr)
 	case "approvals":
-		err = runApprovals(ctx, rest, stdout)
+		err = runApprovals(ctx, rest, stdin, stdout, stderr)
 	case "dlp":
 		err = runDLP(rest, stdin, stdout)
 	case "demo-server":

@@ -322,7 +322,7 @@ func demoReviewer(ctx context.Context, store gateway.UserStore, users *auth.User
 		return
 	}
 	fmt.Fprintf(stderr, "sallyport: demo__delete_records waits for a reviewer. Approve it with:\n")
-	fmt.Fprintf(stderr, "sallyport:   bin/sallyport approvals list            then   bin/sallyport approvals approve ID --as %s\n", demoReviewerName)
+	fmt.Fprintf(stderr, "sallyport:   bin/sallyport approvals list            then   bin/sallyport approvals approve ID --as %s   (asks for its password)\n", demoReviewerName)
 	fmt.Fprintf(stderr, "sallyport:   or: curl -u %s:PASSWORD -H 'Content-Type: application/json' -d '{\"comment\":\"ok\"}' http://%s/api/approvals/ID/approve\n", demoReviewerName, addr)
 }
 
