@@ -240,7 +240,9 @@ func (s *Service) pollChanges(ctx context.Context) {
 	}
 	s.setStoreErr(nil)
 	for _, it := range items {
-		s.changed(it)
+		if s.changed(it) {
+			s.foreignDecision(it)
+		}
 	}
 	s.mu.Lock()
 	if rev > s.lastRev {
@@ -258,13 +260,26 @@ func (s *Service) setStoreErr(err error) {
 	s.storeErr.Store(&msg)
 }
 
+// foreignDecision counts in the metrics a decision another process (the
+// CLI) made on a pending item, as this process counts its own.
+func (s *Service) foreignDecision(it *gateway.ApprovalItem) {
+	if len(it.Transitions) == 0 {
+		return
+	}
+	t := it.Transitions[len(it.Transitions)-1]
+	if t.From != gateway.ApprovalPending || t.To == gateway.ApprovalPending {
+		return
+	}
+	s.metrics.decided(t.To, t.Time.Sub(it.Created))
+}
+
 // changed publishes a changed item to the feed and wakes its waiters,
-// once per revision.
-func (s *Service) changed(it *gateway.ApprovalItem) {
+// once per revision; it reports whether this revision was new to it.
+func (s *Service) changed(it *gateway.ApprovalItem) bool {
 	s.mu.Lock()
 	if s.seen[it.ID] >= it.Rev {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.seen[it.ID] = it.Rev
 	if len(s.seen) > 100000 {
@@ -286,6 +301,7 @@ func (s *Service) changed(it *gateway.ApprovalItem) {
 	}
 	s.mu.Unlock()
 	s.hub.publish(it)
+	return true
 }
 
 // wait registers a waiter for changes of item id.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -419,9 +420,10 @@ func (l *Leg) roundTrip(ctx context.Context, tr Transport, gen int, method strin
 			return nil, l.ctxError(ctx, method)
 		}
 		e := unavailable(l.spec.ID, "request failed: %v", err)
-		if l.spec.Transport != config.TransportStdio {
+		if l.spec.Transport != config.TransportStdio && !neverSent(err) {
 			// An HTTP request may fail after the server read it: whether
-			// it ran is unknown. A pipe write that failed was not read.
+			// it ran is unknown. A pipe write that failed was not read,
+			// nor was a request whose connection was never made.
 			e.Err = gateway.ErrNoAnswer
 		}
 		return nil, e
@@ -445,6 +447,17 @@ func (l *Leg) roundTrip(ctx context.Context, tr Transport, gen int, method strin
 		}
 		return nil, noAnswer(l.ctxError(ctx, method))
 	}
+}
+
+// neverSent reports whether err says the request never left: the
+// connection to the backend could not be made.
+func neverSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns)
 }
 
 // noAnswer marks err, a failure after the request was sent, as one whose
