@@ -25,7 +25,7 @@ testdeps: ## install the pinned npm test dependencies into $(SALLYPORT_CACHE)
 vet: ## go vet everything
 	$(GO) vet ./...
 
-bench: build ## run the load harness (direct vs Sallyport vs supergateway, audit log, DLP vs gitleaks) and the Go benchmarks
+bench: build ## run the load harness (direct vs Sallyport vs supergateway, audit log, approval queue, DLP vs gitleaks) and the Go benchmarks
 	@bash .ci/bench.sh
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
