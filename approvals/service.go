@@ -653,7 +653,7 @@ func processGone(instance string) bool {
 }
 
 func (s *Service) refreshCounts(ctx context.Context) {
-	counts, err := s.store.CountApprovals(ctx)
+	counts, err := s.store.CountApprovals(ctx, "")
 	if err != nil {
 		s.setStoreErr(err)
 		return

@@ -170,12 +170,11 @@ func (s *Service) create(ctx context.Context, x *gateway.Exchange, b gateway.App
 	if s.maxPending > 0 {
 		// Checked before anything is recorded; InsertApproval checks
 		// again in its transaction.
-		mine, err := s.store.Approvals(ctx, gateway.ApprovalFilter{Principal: b.Principal,
-			States: []gateway.ApprovalState{gateway.ApprovalPending}, Limit: s.maxPending})
+		mine, err := s.store.CountApprovals(ctx, b.Principal)
 		if err != nil {
 			return nil, s.unavailable(err)
 		}
-		if len(mine) >= s.maxPending {
+		if mine[gateway.ApprovalPending] >= s.maxPending {
 			return nil, s.limited(b.Principal)
 		}
 	}

@@ -533,11 +533,11 @@ func (s *failingStore) ApprovalsSince(ctx context.Context, rev int64) ([]*gatewa
 	return s.ApprovalStore.ApprovalsSince(ctx, rev)
 }
 
-func (s *failingStore) CountApprovals(ctx context.Context) (map[gateway.ApprovalState]int, error) {
+func (s *failingStore) CountApprovals(ctx context.Context, principal string) (map[gateway.ApprovalState]int, error) {
 	if s.fail.Load() {
 		return nil, errDisk
 	}
-	return s.ApprovalStore.CountApprovals(ctx)
+	return s.ApprovalStore.CountApprovals(ctx, principal)
 }
 
 // failingLog is the real audit log, failing every write while fail is

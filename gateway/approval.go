@@ -245,8 +245,9 @@ type ApprovalStore interface {
 	// ApprovalsSince returns the items changed after revision rev, oldest
 	// change first, and the store's current revision.
 	ApprovalsSince(ctx context.Context, rev int64) ([]*ApprovalItem, int64, error)
-	// CountApprovals counts the items in each state.
-	CountApprovals(ctx context.Context) (map[ApprovalState]int, error)
+	// CountApprovals counts the items in each state: principal's, or
+	// everybody's when principal is "".
+	CountApprovals(ctx context.Context, principal string) (map[ApprovalState]int, error)
 }
 
 // DefinitionHash returns "sha256:<hex>" of the canonical JSON of a tool or

@@ -21,6 +21,7 @@ CREATE INDEX approvals_state ON approvals (state, expires);
 CREATE INDEX approvals_binding ON approvals (binding);
 CREATE INDEX approvals_call_key ON approvals (call_key);
 CREATE INDEX approvals_rev ON approvals (rev);
+CREATE INDEX approvals_principal ON approvals (principal, state);
 INSERT INTO counters (name, value) VALUES ('approvals_version', 0);
 
 -- The approval item an audit row belongs to (the held request, each

@@ -396,8 +396,12 @@ func (s approvalStore) ApprovalsSince(ctx context.Context, rev int64) ([]*gatewa
 }
 
 // CountApprovals implements gateway.ApprovalStore.
-func (s approvalStore) CountApprovals(ctx context.Context) (map[gateway.ApprovalState]int, error) {
-	rows, err := s.db.r.QueryContext(ctx, "SELECT state, count(*) FROM approvals GROUP BY state")
+func (s approvalStore) CountApprovals(ctx context.Context, principal string) (map[gateway.ApprovalState]int, error) {
+	q, args := "SELECT state, count(*) FROM approvals GROUP BY state", []any(nil)
+	if principal != "" {
+		q, args = "SELECT state, count(*) FROM approvals WHERE principal = ? GROUP BY state", []any{principal}
+	}
+	rows, err := s.db.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("count approvals: %w", err)
 	}

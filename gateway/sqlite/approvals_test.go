@@ -142,7 +142,7 @@ func TestApprovalRoundTrip(t *testing.T) {
 		if got := get(t, ro.Approvals(), "apr_full"); !reflect.DeepEqual(got, want) {
 			t.Errorf("read back\n%+v\nwant\n%+v", got, want)
 		}
-		if n, err := ro.Approvals().CountApprovals(ctx); err != nil || n[gateway.ApprovalApproved] != 1 {
+		if n, err := ro.Approvals().CountApprovals(ctx, ""); err != nil || n[gateway.ApprovalApproved] != 1 {
 			t.Errorf("CountApprovals = %v, %v", n, err)
 		}
 		if _, rev, err := ro.Approvals().ApprovalsSince(ctx, 0); err != nil || rev != 1 {
@@ -192,7 +192,7 @@ func TestApprovalRoundTrip(t *testing.T) {
 				t.Errorf("%s: InsertApproval = %v", name, err)
 			}
 		}
-		if n, _ := s.CountApprovals(ctx); n[gateway.ApprovalPending] != 0 {
+		if n, _ := s.CountApprovals(ctx, ""); n[gateway.ApprovalPending] != 0 {
 			t.Errorf("a refused item was stored: %v", n)
 		}
 	})
@@ -652,7 +652,7 @@ func TestCountApprovals(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t, dbPath(t), Options{})
 	s := db.Approvals()
-	if n, err := s.CountApprovals(ctx); err != nil || len(n) != 0 {
+	if n, err := s.CountApprovals(ctx, ""); err != nil || len(n) != 0 {
 		t.Fatalf("an empty store counts %v, %v", n, err)
 	}
 	states := []gateway.ApprovalState{gateway.ApprovalPending, gateway.ApprovalPending, gateway.ApprovalPending,
@@ -660,13 +660,21 @@ func TestCountApprovals(t *testing.T) {
 	for i, st := range states {
 		it := item(fmt.Sprintf("apr_%d", i), i)
 		it.State = st
+		if i%2 == 1 {
+			it.Principal = "bob"
+		}
 		insert(t, s, it)
 	}
-	n, err := s.CountApprovals(ctx)
+	n, err := s.CountApprovals(ctx, "")
 	want := map[gateway.ApprovalState]int{gateway.ApprovalPending: 3, gateway.ApprovalApproved: 1, gateway.ApprovalDenied: 2,
 		gateway.ApprovalAmbiguous: 1}
 	if err != nil || !reflect.DeepEqual(n, want) {
 		t.Errorf("CountApprovals = %v, %v; want %v", n, err, want)
+	}
+	n, err = s.CountApprovals(ctx, "bob") // items 1, 3, 5
+	want = map[gateway.ApprovalState]int{gateway.ApprovalPending: 1, gateway.ApprovalApproved: 1, gateway.ApprovalDenied: 1}
+	if err != nil || !reflect.DeepEqual(n, want) {
+		t.Errorf("CountApprovals(bob) = %v, %v; want %v", n, err, want)
 	}
 }
 
@@ -696,7 +704,7 @@ func TestApprovalsOnAClosedDatabase(t *testing.T) {
 	if _, _, err := s.ApprovalsSince(ctx, 0); err == nil {
 		t.Error("ApprovalsSince succeeded")
 	}
-	if _, err := s.CountApprovals(ctx); err == nil {
+	if _, err := s.CountApprovals(ctx, ""); err == nil {
 		t.Error("CountApprovals succeeded")
 	}
 }
