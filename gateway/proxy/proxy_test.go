@@ -524,6 +524,30 @@ func TestTheBackendGetsWhatThePipelinePassed(t *testing.T) {
 	})
 }
 
+func TestMemberNamesThatDifferOnlyInCaseAreRefused(t *testing.T) {
+	g := newTestGateway(t, testConfig(t, demoBackend(t, "demo")))
+	s, sink := initSession(t, g)
+	for i, params := range []string{
+		// The stages would judge "arguments"; the Go demo backend would
+		// act on "Arguments", the last of the two.
+		`{"name":"demo__delete_records","arguments":{"customer_ids":["cus_1001"]},"Arguments":{"customer_ids":["cus_1002","cus_1003"]}}`,
+		`{"name":"demo__delete_records","arguments":{"customer_ids":["cus_1001"],"Customer_IDs":["cus_1002"]}}`,
+		`{"name":"demo__read_file","NAME":"demo__delete_records","arguments":{"path":"hello.txt"}}`,
+	} {
+		id := i + 1
+		s.HandleMessage(request(id, "tools/call", params))
+		resp := sink.await(t, fmt.Sprint(id))
+		if resp.Error == nil || resp.Error.Code != jsonrpc.CodeInvalidParams || !strings.Contains(resp.Error.Message, "differ only in case") {
+			t.Errorf("%s: got %s / %+v, want -32602 naming the names", params, resp.Result, resp.Error)
+		}
+	}
+	// Nothing was deleted: every customer is still there.
+	s.HandleMessage(request(9, "tools/call", `{"name":"demo__lookup_customer","arguments":{"customer_id":"cus_1002"}}`))
+	if resp := sink.await(t, "9"); resp.Error != nil || strings.Contains(string(resp.Result), "no customer") || !strings.Contains(string(resp.Result), "cus_1002") {
+		t.Errorf("lookup after the refused calls: %s / %+v", resp.Result, resp.Error)
+	}
+}
+
 func TestAListChangedFloodIsCoalesced(t *testing.T) {
 	exe, _ := os.Executable()
 	g := newTestGateway(t, testConfig(t, config.Backend{ID: "lc", Command: exe, Env: map[string]string{"SALLYPORT_TEST_LISTCHANGED": "1"}}))
