@@ -396,24 +396,9 @@ func (h *harness) startApprovalGateway(ctx context.Context) (*approvalGateway, e
 	if g.newcomer, err = h.createToken(ctx, cfgPath, "rev-new", config.DefaultApprovalReviewers); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(h.opt.sallyport, "serve", "-c", cfgPath)
-	cmd.Dir = dir
-	p, err := h.reaper.start("sallyport serve (approvals)", cmd)
-	if err != nil {
+	if g.p, g.mcpURL, err = h.startSallyport(ctx, "sallyport serve (approvals)", cfgPath, dir); err != nil {
 		return nil, err
 	}
-	m := p.out.waitMatch(ctx, endpointRE, p.done, readyWait)
-	if m == nil {
-		p.stop()
-		if p.exited() {
-			return nil, p.exitError()
-		}
-		if ctx.Err() != nil {
-			return nil, context.Cause(ctx)
-		}
-		return nil, fmt.Errorf("sallyport (pid %d) printed no MCP endpoint within %v:\n%s", p.pid(), readyWait, p.out.String())
-	}
-	g.p, g.mcpURL = p, m[1]
 	g.base = strings.TrimSuffix(g.mcpURL, "/mcp")
 	g.api = &http.Client{Transport: &http.Transport{
 		Proxy:               nil, // loopback only, whatever the environment says

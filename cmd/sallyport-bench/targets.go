@@ -294,24 +294,10 @@ func (h *harness) sallyportTarget(ctx context.Context, path string) (*target, er
 	if err := os.WriteFile(cfgPath, sallyportConfig(port, h.spec, h.opt.isolation, db, sync), 0o600); err != nil {
 		return nil, fmt.Errorf("write sallyport config: %w", err)
 	}
-	cmd := exec.Command(h.opt.sallyport, "serve", "-c", cfgPath)
-	cmd.Dir = dir
-	p, err := h.reaper.start("sallyport serve", cmd)
+	p, url, err := h.startSallyport(ctx, "sallyport serve", cfgPath, dir)
 	if err != nil {
 		return nil, err
 	}
-	m := p.out.waitMatch(ctx, endpointRE, p.done, readyWait)
-	if m == nil {
-		p.stop()
-		if p.exited() {
-			return nil, p.exitError()
-		}
-		if ctx.Err() != nil {
-			return nil, context.Cause(ctx)
-		}
-		return nil, fmt.Errorf("sallyport (pid %d) printed no MCP endpoint within %v:\n%s", p.pid(), readyWait, p.out.String())
-	}
-	url := m[1]
 	tool := h.spec.ID + "__" + h.spec.Tool
 	return &target{
 		name:        path,
@@ -322,6 +308,29 @@ func (h *harness) sallyportTarget(ctx context.Context, path string) (*target, er
 		description: fmt.Sprintf("mcp-go Streamable HTTP client → sallyport serve (%s, isolation %s, audit synchronous=%s) → backend over stdio", url, h.opt.isolation, sync),
 		teardown:    p.stop,
 	}, nil
+}
+
+// startSallyport starts `sallyport serve -c cfgPath` in dir and waits
+// for the MCP endpoint it prints; the process is stopped on failure.
+func (h *harness) startSallyport(ctx context.Context, name, cfgPath, dir string) (*proc, string, error) {
+	cmd := exec.Command(h.opt.sallyport, "serve", "-c", cfgPath)
+	cmd.Dir = dir
+	p, err := h.reaper.start(name, cmd)
+	if err != nil {
+		return nil, "", err
+	}
+	m := p.out.waitMatch(ctx, endpointRE, p.done, readyWait)
+	if m == nil {
+		p.stop()
+		if p.exited() {
+			return nil, "", p.exitError()
+		}
+		if ctx.Err() != nil {
+			return nil, "", context.Cause(ctx)
+		}
+		return nil, "", fmt.Errorf("sallyport (pid %d) printed no MCP endpoint within %v:\n%s", p.pid(), readyWait, p.out.String())
+	}
+	return p, m[1], nil
 }
 
 func (h *harness) supergatewayTarget(ctx context.Context) (*target, error) {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -87,7 +88,7 @@ func runApprovals(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		if *state != "all" {
 			for s := range strings.SplitSeq(*state, ",") {
 				st := gateway.ApprovalState(strings.TrimSpace(s))
-				if !contains(gateway.ApprovalStates, st) {
+				if !slices.Contains(gateway.ApprovalStates, st) {
 					return fmt.Errorf("%w: unknown state %q", errUsage, s)
 				}
 				states = append(states, st)
@@ -129,15 +130,6 @@ func runApprovals(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		return nil
 	}
 	return fmt.Errorf("%w: %s", errUsage, approvalsUsage)
-}
-
-func contains[T comparable](s []T, v T) bool {
-	for _, e := range s {
-		if e == v {
-			return true
-		}
-	}
-	return false
 }
 
 func writeJSONTo(w io.Writer, v any) error {
